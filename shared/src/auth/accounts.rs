@@ -1,0 +1,404 @@
+//! The account rules: signup, login with lockout, refresh rotation with reuse detection,
+//! logout, bearer authentication and password change. Storage-agnostic: it speaks only to
+//! [`Store`].
+
+use super::jwt::expires_at;
+use super::{PasswordHasher, RefreshSecret, TokenKeys, TokenRejection};
+use crate::clock::Clock;
+use crate::domain::{
+    DisplayName, Email, Password, PasswordAttempt, SessionId, TokenId, User, UserId,
+};
+use crate::store::{
+    Consumed, LoginFailures, RefreshTokenRecord, Session, Store, StoreError, UserRecord,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// When repeated failed logins lock an account.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutPolicy {
+    /// Failures within `window` that lock the account.
+    pub max_failures: u32,
+    /// The window failures are counted in; the lock lasts until the window that filled up ends.
+    pub window: Duration,
+}
+
+impl LockoutPolicy {
+    /// How long the account stays locked, if `failures` lock it at `now`.
+    fn retry_after(&self, failures: &LoginFailures, now: DateTime<Utc>) -> Option<Duration> {
+        let ends = failures.window_start + self.window;
+        (failures.count >= self.max_failures && now < ends).then(|| ends - now)
+    }
+}
+
+/// A token pair as returned by login and refresh.
+#[derive(Serialize)]
+pub struct TokenPair {
+    /// The JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The single-use refresh token.
+    pub refresh_token: String,
+}
+
+impl fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who an accepted access token speaks for.
+#[derive(Debug, Clone)]
+pub struct AccessContext {
+    /// The user.
+    pub user_id: UserId,
+    /// The session the token came from.
+    pub session_id: SessionId,
+    /// The token's own id.
+    pub jti: TokenId,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why an account operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Signup with an email that has an account.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// Wrong password or unknown email: deliberately indistinguishable.
+    #[error("email or password is incorrect")]
+    InvalidCredentials,
+    /// Too many failed logins for this email.
+    #[error("too many failed logins; try again later")]
+    Locked {
+        /// Until the lock lifts.
+        retry_after: std::time::Duration,
+    },
+    /// A token that is malformed, forged, or unknown.
+    #[error("the token is invalid")]
+    InvalidToken,
+    /// A genuine token past its expiry.
+    #[error("the token has expired")]
+    TokenExpired,
+    /// A refresh token presented a second time: its whole session is now revoked.
+    #[error("the refresh token was already used; the session has been revoked")]
+    TokenReused,
+    /// A token of a session that was logged out or revoked.
+    #[error("the token has been revoked")]
+    TokenRevoked,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else (hashing, signing).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The account service. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    passwords: PasswordHasher,
+    tokens: TokenKeys,
+    clock: Arc<dyn Clock>,
+    lockout: LockoutPolicy,
+    refresh_ttl: Duration,
+}
+
+impl Accounts {
+    /// Assembles the service from its parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        passwords: PasswordHasher,
+        tokens: TokenKeys,
+        clock: Arc<dyn Clock>,
+        lockout: LockoutPolicy,
+        refresh_ttl: Duration,
+    ) -> Self {
+        Self {
+            store,
+            passwords,
+            tokens,
+            clock,
+            lockout,
+            refresh_ttl,
+        }
+    }
+
+    /// Now, at the millisecond precision every store keeps.
+    fn now(&self) -> DateTime<Utc> {
+        let now = self.clock.now();
+        Utc.timestamp_millis_opt(now.timestamp_millis())
+            .single()
+            .unwrap_or(now)
+    }
+
+    /// Creates an account.
+    #[tracing::instrument(skip_all)]
+    pub async fn signup(
+        &self,
+        email: Email,
+        password: Password,
+        name: Option<DisplayName>,
+    ) -> Result<User, AuthError> {
+        let password_hash = self.passwords.hash(&password).await?;
+        let record = UserRecord {
+            user: User {
+                id: UserId::generate(),
+                email,
+                name: name.map(DisplayName::into_inner),
+                email_verified: false,
+                created_at: self.now(),
+            },
+            password_hash,
+        };
+        match self.store.create_user(&record).await {
+            Ok(()) => {
+                tracing::info!(user_id = %record.user.id, "account created");
+                Ok(record.user)
+            }
+            Err(StoreError::EmailTaken) => Err(AuthError::EmailTaken),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Checks credentials and starts a session. Unknown emails, malformed emails and wrong
+    /// passwords cost the same hashing work and get the same answer; failures count towards
+    /// the lockout per email, whether or not the account exists.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(&self, email: &str, password: String) -> Result<TokenPair, AuthError> {
+        let now = self.now();
+        let email = Email::parse(email).ok();
+        let failures = match &email {
+            Some(email) => self.store.login_failures(email).await?,
+            None => None,
+        };
+        if let Some(wait) = failures
+            .as_ref()
+            .and_then(|f| self.lockout.retry_after(f, now))
+        {
+            return Err(AuthError::Locked {
+                retry_after: wait.to_std().unwrap_or_default(),
+            });
+        }
+        let record = match &email {
+            Some(email) => self.store.user_by_email(email).await?,
+            None => None,
+        };
+        let (attempt, plausible) = match PasswordAttempt::new(password) {
+            Some(attempt) => (attempt, true),
+            None => (
+                PasswordAttempt::new(String::new()).unwrap_or_else(|| unreachable!()),
+                false,
+            ),
+        };
+        let stored = record.as_ref().map(|r| &r.password_hash);
+        let matches = self.passwords.verify(&attempt, stored).await? && plausible;
+        let (Some(email), Some(record), true) = (email.as_ref(), record, matches) else {
+            if let Some(email) = &email {
+                let floor = now - self.lockout.window;
+                let counted = self.store.record_login_failure(email, now, floor).await?;
+                tracing::info!(failures = counted.count, "failed login");
+            }
+            return Err(AuthError::InvalidCredentials);
+        };
+        if failures.is_some() {
+            self.store.clear_login_failures(email).await?;
+        }
+        self.start_session(&record.user.id, now).await
+    }
+
+    async fn start_session(
+        &self,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
+        let session = Session {
+            id: SessionId::generate(),
+            user_id: user.clone(),
+            created_at: now,
+            expires_at: now + self.refresh_ttl,
+        };
+        let secret = RefreshSecret::generate();
+        let token = RefreshTokenRecord {
+            hash: secret.hash(),
+            session_id: session.id.clone(),
+            user_id: user.clone(),
+            created_at: now,
+            expires_at: session.expires_at,
+            used_at: None,
+            session_revoked: false,
+        };
+        self.store.create_session(&session, &token).await?;
+        tracing::info!(user_id = %user, session_id = %session.id, "session started");
+        self.pair(user, &session.id, secret, now)
+    }
+
+    fn pair(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        refresh: RefreshSecret,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
+        let access = self.tokens.issue(user, session, now)?;
+        Ok(TokenPair {
+            access_token: access.token,
+            token_type: "bearer",
+            expires_in: self.tokens.ttl().num_seconds(),
+            refresh_token: refresh.expose().to_owned(),
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair. The presented token stops working; presenting
+    /// it again revokes its whole session (someone else has a copy). The new token keeps the
+    /// session's end: a login lasts at most the refresh TTL, however often it is refreshed.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, presented: &str) -> Result<TokenPair, AuthError> {
+        let now = self.now();
+        let presented = RefreshSecret::parse(presented).ok_or(AuthError::InvalidToken)?;
+        let hash = presented.hash();
+        let token = self
+            .store
+            .refresh_token(&hash)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        if token.used_at.is_some() {
+            return Err(self.reuse_detected(&token).await);
+        }
+        if token.session_revoked {
+            return Err(AuthError::TokenRevoked);
+        }
+        if token.expires_at <= now {
+            return Err(AuthError::TokenExpired);
+        }
+        let secret = RefreshSecret::generate();
+        let next = RefreshTokenRecord {
+            hash: secret.hash(),
+            created_at: now,
+            used_at: None,
+            ..token.clone()
+        };
+        match self.store.consume_refresh_token(&hash, &next, now).await? {
+            Consumed::Rotated => self.pair(&token.user_id, &token.session_id, secret, now),
+            Consumed::AlreadyUsed => Err(self.reuse_detected(&token).await),
+            Consumed::SessionRevoked => Err(AuthError::TokenRevoked),
+        }
+    }
+
+    async fn reuse_detected(&self, token: &RefreshTokenRecord) -> AuthError {
+        tracing::warn!(
+            user_id = %token.user_id,
+            session_id = %token.session_id,
+            "refresh token reuse detected; revoking the session"
+        );
+        match self
+            .store
+            .revoke_session(&token.user_id, &token.session_id)
+            .await
+        {
+            Ok(()) => AuthError::TokenReused,
+            Err(err) => err.into(),
+        }
+    }
+
+    /// Accepts a bearer access token: signature, claims, expiry, then revocation (one store
+    /// round trip).
+    pub async fn authenticate(&self, bearer: &str) -> Result<AccessContext, AuthError> {
+        let claims = self
+            .tokens
+            .verify(bearer, self.clock.now())
+            .map_err(|rejection| match rejection {
+                TokenRejection::Expired => AuthError::TokenExpired,
+                TokenRejection::Invalid => AuthError::InvalidToken,
+            })?;
+        if self
+            .store
+            .access_token_revoked(&claims.sub, &claims.sid, &claims.jti)
+            .await?
+        {
+            return Err(AuthError::TokenRevoked);
+        }
+        Ok(AccessContext {
+            expires_at: expires_at(&claims),
+            user_id: claims.sub,
+            session_id: claims.sid,
+            jti: claims.jti,
+        })
+    }
+
+    /// Ends the caller's session: its refresh tokens, and this access token at once. A refresh
+    /// token of the caller's from another session ends that session too.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+    pub async fn logout(
+        &self,
+        caller: &AccessContext,
+        refresh_token: Option<&str>,
+    ) -> Result<(), AuthError> {
+        self.store
+            .revoke_access_token(&caller.jti, caller.expires_at)
+            .await?;
+        self.store
+            .revoke_session(&caller.user_id, &caller.session_id)
+            .await?;
+        if let Some(secret) = refresh_token.and_then(RefreshSecret::parse) {
+            if let Some(token) = self.store.refresh_token(&secret.hash()).await? {
+                // Someone else's token is ignored, not revoked: logout cannot harm others.
+                if token.user_id == caller.user_id {
+                    self.store
+                        .revoke_session(&caller.user_id, &token.session_id)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The caller's account.
+    pub async fn me(&self, caller: &AccessContext) -> Result<User, AuthError> {
+        self.store
+            .user_by_id(&caller.user_id)
+            .await?
+            .map(|record| record.user)
+            .ok_or(AuthError::InvalidToken)
+    }
+
+    /// Changes the password after checking the current one, then revokes every other session.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+    pub async fn change_password(
+        &self,
+        caller: &AccessContext,
+        current: String,
+        new: Password,
+    ) -> Result<(), AuthError> {
+        let record = self
+            .store
+            .user_by_id(&caller.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let attempt = PasswordAttempt::new(current).ok_or(AuthError::InvalidCredentials)?;
+        if !self
+            .passwords
+            .verify(&attempt, Some(&record.password_hash))
+            .await?
+        {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let hash = self.passwords.hash(&new).await?;
+        self.store.set_password_hash(&caller.user_id, &hash).await?;
+        let revoked = self
+            .store
+            .revoke_other_sessions(&caller.user_id, &caller.session_id)
+            .await?;
+        tracing::info!(revoked_sessions = revoked, "password changed");
+        Ok(())
+    }
+}

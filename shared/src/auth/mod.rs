@@ -1,0 +1,12 @@
+//! Account security: password hashing, access tokens, refresh tokens, and the rules that tie
+//! them together (signup, login with lockout, rotation with reuse detection, logout).
+
+mod accounts;
+mod jwt;
+mod password;
+mod refresh;
+
+pub use accounts::{AccessContext, Accounts, AuthError, LockoutPolicy, TokenPair};
+pub use jwt::{AccessClaims, IssuedAccessToken, TokenKeys, TokenRejection};
+pub use password::{PasswordHash, PasswordHasher};
+pub use refresh::{RefreshSecret, TokenHash};

@@ -1,0 +1,360 @@
+//! Typed configuration, read once from environment variables and validated before anything
+//! starts. A bad value stops the process with a message that names the variable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The JWT secret used when none is set outside production. It is public (it is in this file),
+/// so production refuses it.
+pub const DEVELOPMENT_JWT_SECRET: &str = "meterline-development-secret-do-not-use-in-production";
+
+/// Secrets that appear in tutorials and templates; production refuses them whatever their length.
+const KNOWN_DEFAULT_SECRETS: &[&str] = &[
+    DEVELOPMENT_JWT_SECRET,
+    "secret",
+    "changeme",
+    "change-me",
+    "changethis",
+    "your-secret-key",
+    "supersecret",
+    "jwt-secret",
+    "dev-secret",
+    "CHANGE_ME_IN_PRODUCTION_0123456789abcdef",
+];
+
+/// The shortest JWT secret production accepts (HS256 wants at least its 256-bit output size).
+pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
+
+/// Which kind of deployment this is; production turns on the strict checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    /// A developer's machine: convenient defaults allowed.
+    Development,
+    /// Automated tests.
+    Test,
+    /// A real deployment: no default secrets.
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "development" | "dev" | "local" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            _ => Err("expected development, test or production".into()),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for CloudWatch Logs Insights.
+    Json,
+    /// Readable lines for a terminal.
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" | "text" => Ok(Self::Pretty),
+            _ => Err("expected json or pretty".into()),
+        }
+    }
+}
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Argon2id cost parameters (OWASP's recommended minimum by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory per hash, KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+/// Every setting Meterline reads, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `APP_ENV`.
+    pub app_env: AppEnv,
+    /// `HOST`: where the local server listens.
+    pub host: IpAddr,
+    /// `PORT`: the local server's port.
+    pub port: u16,
+    /// `STORE_URL`: which state backend (`sqlite://`, `postgres://`, `dynamodb://`).
+    pub store_url: String,
+    /// `JWT_SECRET`: HS256 key for access tokens.
+    pub jwt_secret: Secret,
+    /// `JWT_ISSUER`: the `iss` claim written and required.
+    pub jwt_issuer: String,
+    /// `JWT_AUDIENCE`: the `aud` claim written and required.
+    pub jwt_audience: String,
+    /// `ACCESS_TOKEN_TTL_SECS`: access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECS`: refresh-token (session) lifetime.
+    pub refresh_token_ttl: Duration,
+    /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`.
+    pub argon2: Argon2Params,
+    /// `LOGIN_MAX_FAILURES`: failed logins that lock an account.
+    pub login_max_failures: u32,
+    /// `LOGIN_LOCKOUT_SECS`: the window failures are counted in, and how long the lock lasts.
+    pub login_lockout: Duration,
+    /// `AUTH_IP_LIMIT_PER_MIN`: auth requests per client IP per minute; 0 turns it off.
+    pub auth_ip_limit_per_min: u32,
+    /// `MAX_BODY_BYTES`: the largest request body accepted.
+    pub max_body_bytes: usize,
+    /// `LOG_FORMAT`: json under Lambda, pretty elsewhere, unless set.
+    pub log_format: LogFormat,
+}
+
+/// A setting that could not be used; the message names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error in {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_vars(&vars)
+    }
+
+    /// Reads settings from a map, as if it were the environment (tests use this; nothing ever
+    /// writes the real environment at run time).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let app_env = env.parse("APP_ENV", AppEnv::Development)?;
+        let under_lambda = vars.contains_key("AWS_LAMBDA_FUNCTION_NAME");
+        let jwt_secret = match env.get("JWT_SECRET") {
+            Some(secret) => secret.to_owned(),
+            None if app_env == AppEnv::Production => {
+                return Err(ConfigError {
+                    variable: "JWT_SECRET",
+                    reason: "is required when APP_ENV=production".into(),
+                });
+            }
+            None => DEVELOPMENT_JWT_SECRET.to_owned(),
+        };
+        if app_env == AppEnv::Production {
+            check_production_secret(&jwt_secret)?;
+        } else if jwt_secret.is_empty() {
+            return Err(ConfigError {
+                variable: "JWT_SECRET",
+                reason: "must not be empty".into(),
+            });
+        }
+        let default_log = if under_lambda {
+            LogFormat::Json
+        } else {
+            LogFormat::Pretty
+        };
+        let config = Self {
+            app_env,
+            host: env.parse("HOST", IpAddr::from([127, 0, 0, 1]))?,
+            port: env.parse("PORT", 3000)?,
+            store_url: env
+                .get("STORE_URL")
+                .unwrap_or("sqlite://meterline.db")
+                .to_owned(),
+            jwt_secret: Secret::new(jwt_secret),
+            jwt_issuer: env.non_empty("JWT_ISSUER", "meterline")?,
+            jwt_audience: env.non_empty("JWT_AUDIENCE", "meterline-api")?,
+            access_token_ttl: env.seconds("ACCESS_TOKEN_TTL_SECS", 15 * 60)?,
+            refresh_token_ttl: env.seconds("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            argon2: Argon2Params {
+                memory_kib: env.ranged("ARGON2_MEMORY_KIB", 19_456, 8..=4_194_304)?,
+                iterations: env.ranged("ARGON2_ITERATIONS", 2, 1..=64)?,
+                parallelism: env.ranged("ARGON2_PARALLELISM", 1, 1..=64)?,
+            },
+            login_max_failures: env.ranged("LOGIN_MAX_FAILURES", 5, 1..=1000)?,
+            login_lockout: env.seconds("LOGIN_LOCKOUT_SECS", 15 * 60)?,
+            auth_ip_limit_per_min: env.parse("AUTH_IP_LIMIT_PER_MIN", 300)?,
+            max_body_bytes: env.ranged("MAX_BODY_BYTES", 1024 * 1024, 1024..=6 * 1024 * 1024)?,
+            log_format: env.parse("LOG_FORMAT", default_log)?,
+        };
+        if config.argon2.memory_kib < 8 * config.argon2.parallelism {
+            return Err(ConfigError {
+                variable: "ARGON2_MEMORY_KIB",
+                reason: "must be at least 8 x ARGON2_PARALLELISM".into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+fn check_production_secret(secret: &str) -> Result<(), ConfigError> {
+    let refuse = |reason: String| ConfigError {
+        variable: "JWT_SECRET",
+        reason,
+    };
+    if KNOWN_DEFAULT_SECRETS
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(secret))
+    {
+        return Err(refuse(
+            "is a published default; generate one (e.g. `openssl rand -base64 48`)".into(),
+        ));
+    }
+    if secret.len() < MIN_PRODUCTION_SECRET_BYTES {
+        return Err(refuse(format!(
+            "must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes when APP_ENV=production"
+        )));
+    }
+    Ok(())
+}
+
+/// Typed access to the variables, each error naming its variable.
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|err: T::Err| ConfigError {
+                variable: name,
+                reason: format!("{raw:?} is not valid: {err}"),
+            }),
+        }
+    }
+
+    fn ranged<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse(name, default)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                variable: name,
+                reason: format!("{value} is outside {}..={}", range.start(), range.end()),
+            })
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.ranged(name, default, 1..=366 * 24 * 3600)
+            .map(Duration::from_secs)
+    }
+
+    fn non_empty(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        match self.get(name) {
+            None => Ok(default.to_owned()),
+            Some(raw) if raw.trim().is_empty() => Err(ConfigError {
+                variable: name,
+                reason: "must not be empty".into(),
+            }),
+            Some(raw) => Ok(raw.trim().to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_locally_on_sqlite() {
+        let config = Config::from_vars(&vars(&[])).expect("defaults are valid");
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.store_url, "sqlite://meterline.db");
+        assert_eq!(config.argon2.memory_kib, 19_456);
+        assert_eq!(config.argon2.iterations, 2);
+        assert_eq!(config.argon2.parallelism, 1);
+        assert_eq!(config.login_max_failures, 5);
+        assert_eq!(config.auth_ip_limit_per_min, 300);
+        assert_eq!(config.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = Config::from_vars(&vars(&[("PORT", "eighty")])).expect_err("bad port");
+        assert_eq!(err.variable, "PORT");
+        assert!(err.to_string().contains("PORT"));
+        let err = Config::from_vars(&vars(&[("ARGON2_ITERATIONS", "0")])).expect_err("zero");
+        assert_eq!(err.variable, "ARGON2_ITERATIONS");
+        let err = Config::from_vars(&vars(&[("APP_ENV", "staging")])).expect_err("unknown env");
+        assert_eq!(err.variable, "APP_ENV");
+    }
+
+    #[test]
+    fn production_refuses_missing_short_or_default_secrets() {
+        for secret in [None, Some("short"), Some(DEVELOPMENT_JWT_SECRET)] {
+            let mut pairs = vec![("APP_ENV", "production")];
+            if let Some(secret) = secret {
+                pairs.push(("JWT_SECRET", secret));
+            }
+            let err = Config::from_vars(&vars(&pairs)).expect_err("must refuse");
+            assert_eq!(err.variable, "JWT_SECRET");
+        }
+        let strong = "k3Jq9x7Vt2mWc8pZr5sYb1nHd6fGa4Lu0eQi";
+        let config = Config::from_vars(&vars(&[("APP_ENV", "production"), ("JWT_SECRET", strong)]))
+            .expect("strong secret accepted");
+        assert_eq!(config.jwt_secret.expose(), strong);
+        assert!(!format!("{config:?}").contains(strong));
+    }
+
+    #[test]
+    fn lambda_defaults_to_json_logs() {
+        let config =
+            Config::from_vars(&vars(&[("AWS_LAMBDA_FUNCTION_NAME", "auth")])).expect("valid");
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+}

@@ -1,0 +1,54 @@
+//! The user account as the API shows it.
+
+use super::{Email, UserId, ValidationError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// A user account, exactly the fields a client may see (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// The account's id.
+    pub id: UserId,
+    /// The normalised login email.
+    pub email: Email,
+    /// An optional display name.
+    pub name: Option<String>,
+    /// Whether the email has been confirmed (always false until verification exists).
+    pub email_verified: bool,
+    /// When the account was created.
+    #[serde(with = "crate::time_format")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A display name: trimmed, 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// Validates an optional name; blank means "no name".
+    pub fn parse(raw: Option<String>) -> Result<Option<Self>, ValidationError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let name = raw.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if name.chars().count() > 100 {
+            return Err(ValidationError::new(
+                "name",
+                "must be at most 100 characters",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "name",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Some(Self(name.to_owned())))
+    }
+
+    /// The name as text.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}

@@ -1,0 +1,384 @@
+//! The one SQL implementation of [`Store`], shared by Postgres and SQLite through sqlx's `Any`
+//! driver: same statements, same behaviour, times as Unix milliseconds.
+//!
+//! Statements use `$n` placeholders, which both drivers accept.
+
+use super::{
+    Consumed, LoginFailures, RefreshTokenRecord, Session, Store, StoreError, StoreResult,
+    UserRecord,
+};
+use crate::auth::{PasswordHash, TokenHash};
+use crate::domain::{Email, SessionId, TokenId, User, UserId};
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+/// A store on a SQL database (Postgres or SQLite) reached through a connection pool.
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: &'static str,
+}
+
+impl SqlStore {
+    pub(super) fn new(pool: AnyPool, backend: &'static str) -> Self {
+        Self { pool, backend }
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn time(ms: i64) -> anyhow::Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .with_context(|| format!("stored time {ms} is out of range"))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(anyhow::anyhow!("stored {what} is malformed"))
+}
+
+/// Maps a driver error: connection trouble is `Unavailable` (503), the rest `Backend` (500).
+fn db_error(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.into()),
+        other => StoreError::Backend(other.into()),
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+const USER_COLUMNS: &str = "id, email, name, email_verified, password_hash, created_at";
+
+fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
+    let get = |err: sqlx::Error| StoreError::Backend(err.into());
+    let id: String = row.try_get("id").map_err(get)?;
+    let verified: i64 = row.try_get("email_verified").map_err(get)?;
+    Ok(UserRecord {
+        user: User {
+            id: UserId::parse(&id).ok_or_else(|| corrupt("user id"))?,
+            email: Email::from_trusted(row.try_get("email").map_err(get)?),
+            name: row.try_get("name").map_err(get)?,
+            email_verified: verified != 0,
+            created_at: time(row.try_get("created_at").map_err(get)?)?,
+        },
+        password_hash: PasswordHash::from_stored(row.try_get("password_hash").map_err(get)?),
+    })
+}
+
+fn token_from_row(row: &AnyRow) -> StoreResult<RefreshTokenRecord> {
+    let get = |err: sqlx::Error| StoreError::Backend(err.into());
+    let session: String = row.try_get("session_id").map_err(get)?;
+    let user: String = row.try_get("user_id").map_err(get)?;
+    let used_at: Option<i64> = row.try_get("used_at").map_err(get)?;
+    let revoked: i64 = row.try_get("session_revoked").map_err(get)?;
+    Ok(RefreshTokenRecord {
+        hash: TokenHash::from_stored(row.try_get("hash").map_err(get)?),
+        session_id: SessionId::parse(&session).ok_or_else(|| corrupt("session id"))?,
+        user_id: UserId::parse(&user).ok_or_else(|| corrupt("user id"))?,
+        created_at: time(row.try_get("created_at").map_err(get)?)?,
+        expires_at: time(row.try_get("expires_at").map_err(get)?)?,
+        used_at: used_at.map(time).transpose()?,
+        session_revoked: revoked != 0,
+    })
+}
+
+fn failures_from_row(row: &AnyRow) -> StoreResult<LoginFailures> {
+    let get = |err: sqlx::Error| StoreError::Backend(err.into());
+    let count: i64 = row.try_get("count").map_err(get)?;
+    Ok(LoginFailures {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        window_start: time(row.try_get("window_start").map_err(get)?)?,
+    })
+}
+
+const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens \
+     (hash, session_id, user_id, created_at, expires_at, used_at) \
+     VALUES ($1, $2, $3, $4, $5, NULL)";
+
+fn insert_token(
+    token: &RefreshTokenRecord,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(INSERT_TOKEN)
+        .bind(token.hash.as_str())
+        .bind(token.session_id.as_str())
+        .bind(token.user_id.as_str())
+        .bind(millis(token.created_at))
+        .bind(millis(token.expires_at))
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %record.user.id))]
+    async fn create_user(&self, record: &UserRecord) -> StoreResult<()> {
+        let user = &record.user;
+        let result = sqlx::query(
+            "INSERT INTO users (id, email, name, email_verified, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.email.as_str())
+        .bind(user.name.as_deref())
+        .bind(i64::from(user.email_verified))
+        .bind(record.password_hash.as_str())
+        .bind(millis(user.created_at))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::EmailTaken),
+            Err(err) => Err(db_error(err)),
+        }
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let row = sqlx::query(&sql)
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    async fn set_password_hash(&self, id: &UserId, hash: &PasswordHash) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %session.user_id, session_id = %session.id))]
+    async fn create_session(
+        &self,
+        session: &Session,
+        first_token: &RefreshTokenRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(session.id.as_str())
+        .bind(session.user_id.as_str())
+        .bind(millis(session.created_at))
+        .bind(millis(session.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_token(first_token)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn refresh_token(&self, hash: &TokenHash) -> StoreResult<Option<RefreshTokenRecord>> {
+        let row = sqlx::query(
+            "SELECT t.hash, t.session_id, t.user_id, t.created_at, t.expires_at, t.used_at, \
+                    CAST(CASE WHEN s.revoked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) \
+                        AS session_revoked \
+             FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+             WHERE t.hash = $1",
+        )
+        .bind(hash.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %next.session_id))]
+    async fn consume_refresh_token(
+        &self,
+        presented: &TokenHash,
+        next: &RefreshTokenRecord,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Consumed> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // One conditional UPDATE decides the race: under concurrent exchanges of one token,
+        // exactly one sees `used_at IS NULL`.
+        let marked = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 \
+             WHERE hash = $2 AND used_at IS NULL AND EXISTS ( \
+                 SELECT 1 FROM sessions s \
+                 WHERE s.id = refresh_tokens.session_id AND s.revoked_at IS NULL)",
+        )
+        .bind(millis(now))
+        .bind(presented.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if marked == 1 {
+            insert_token(next)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            return Ok(Consumed::Rotated);
+        }
+        tx.rollback().await.map_err(db_error)?;
+        match self.refresh_token(presented).await? {
+            Some(token) if token.used_at.is_some() => Ok(Consumed::AlreadyUsed),
+            _ => Ok(Consumed::SessionRevoked),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user, session_id = %session))]
+    async fn revoke_session(&self, user: &UserId, session: &SessionId) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(millis(Utc::now()))
+        .bind(session.as_str())
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    async fn revoke_other_sessions(&self, user: &UserId, keep: &SessionId) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND id <> $3 AND revoked_at IS NULL",
+        )
+        .bind(millis(Utc::now()))
+        .bind(user.as_str())
+        .bind(keep.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_access_token(
+        &self,
+        jti: &TokenId,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // Entries past their token's expiry guard nothing; sweep them as we go.
+        sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
+            .bind(millis(Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti.as_str())
+        .bind(millis(expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn access_token_revoked(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        jti: &TokenId,
+    ) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT CAST(CASE WHEN \
+                 EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1) \
+                 OR NOT EXISTS (SELECT 1 FROM sessions \
+                     WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL) \
+             THEN 1 ELSE 0 END AS BIGINT) AS revoked",
+        )
+        .bind(jti.as_str())
+        .bind(session.as_str())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let revoked: i64 = row
+            .try_get("revoked")
+            .map_err(|err| StoreError::Backend(err.into()))?;
+        Ok(revoked != 0)
+    }
+
+    async fn record_login_failure(
+        &self,
+        email: &Email,
+        now: DateTime<Utc>,
+        window_floor: DateTime<Utc>,
+    ) -> StoreResult<LoginFailures> {
+        let row = sqlx::query(
+            "INSERT INTO login_failures (email, count, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (email) DO UPDATE SET \
+                 count = CASE WHEN login_failures.window_start <= $3 THEN 1 \
+                              ELSE login_failures.count + 1 END, \
+                 window_start = CASE WHEN login_failures.window_start <= $3 \
+                                     THEN excluded.window_start \
+                                     ELSE login_failures.window_start END \
+             RETURNING count, window_start",
+        )
+        .bind(email.as_str())
+        .bind(millis(now))
+        .bind(millis(window_floor))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        failures_from_row(&row)
+    }
+
+    async fn login_failures(&self, email: &Email) -> StoreResult<Option<LoginFailures>> {
+        let row = sqlx::query("SELECT count, window_start FROM login_failures WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(failures_from_row).transpose()
+    }
+
+    async fn clear_login_failures(&self, email: &Email) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE email = $1")
+            .bind(email.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

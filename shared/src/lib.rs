@@ -1,12 +1,20 @@
 //! Meterline's core: everything the Lambda functions share.
 //!
-//! Dependency direction inside the crate: `http` -> `auth`, `store` -> `domain`. Handlers in
-//! the function crates reach storage only through [`store::Store`], so every backend behaves
-//! the same.
+//! Dependency direction inside the crate: `http` -> `auth`, `store`, `ratelimit` -> `domain`.
+//! Handlers in the function crates reach storage only through [`store::Store`], so every
+//! backend behaves the same.
 
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod http;
+pub mod lambda;
+pub mod ratelimit;
+pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod time_format;
+
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,136 @@
+//! The auth endpoint group (`/v1/auth/*`): accounts, sessions and tokens. The rules live in
+//! [`meterline::auth::Accounts`]; this crate maps HTTP onto them.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use meterline::AppState;
+use meterline::auth::{Accounts, TokenPair};
+use meterline::domain::{DisplayName, Email, Password, User};
+use meterline::http::{ApiError, Caller, Json, JsonOrForm, OptionalJson, throttle_by_ip};
+use serde::{Deserialize, Serialize};
+
+/// The auth routes, at the same paths as in `template.yaml`, throttled per client IP.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/auth/signup", post(signup))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/me", get(me))
+        .route("/v1/auth/password", post(change_password))
+        .route_layer(middleware::from_fn_with_state(
+            state.auth_ip_limit.clone(),
+            throttle_by_ip,
+        ))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct SignupRequest {
+    email: String,
+    password: String,
+    name: Option<String>,
+}
+
+async fn signup(
+    State(accounts): State<Accounts>,
+    Json(body): Json<SignupRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let fields = (
+        Email::parse(&body.email),
+        Password::parse("password", body.password),
+        DisplayName::parse(body.name),
+    );
+    // Every field's problem at once, so a client fixes them all in one round trip.
+    let (Ok(email), Ok(password), Ok(name)) = fields else {
+        let (email, password, name) = fields;
+        let errors = [email.err(), password.err(), name.err()];
+        return Err(ApiError::invalid(errors.into_iter().flatten().collect()));
+    };
+    let user = accounts.signup(email, password, name).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// JSON `{email, password}`, or the OAuth2 password form `username=&password=`.
+#[derive(Deserialize)]
+struct LoginRequest {
+    #[serde(alias = "username")]
+    email: String,
+    password: String,
+}
+
+async fn login(
+    State(accounts): State<Accounts>,
+    JsonOrForm(body): JsonOrForm<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    Ok(Json(accounts.login(&body.email, body.password).await?))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(accounts): State<Accounts>,
+    Json(body): Json<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    Ok(Json(accounts.refresh(&body.refresh_token).await?))
+}
+
+#[derive(Deserialize)]
+struct LogoutRequest {
+    refresh_token: Option<String>,
+}
+
+async fn logout(
+    State(accounts): State<Accounts>,
+    Caller(caller): Caller,
+    OptionalJson(body): OptionalJson<LogoutRequest>,
+) -> Result<StatusCode, ApiError> {
+    let refresh_token = body.and_then(|b| b.refresh_token);
+    accounts.logout(&caller, refresh_token.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account and the organizations they belong to.
+#[derive(Serialize)]
+struct Me {
+    #[serde(flatten)]
+    user: User,
+    /// `[{org_id, name, role}]`; always empty until organizations exist.
+    memberships: Vec<serde_json::Value>,
+}
+
+async fn me(
+    State(accounts): State<Accounts>,
+    Caller(caller): Caller,
+) -> Result<Json<Me>, ApiError> {
+    let user = accounts.me(&caller).await?;
+    // Organizations do not exist yet; the list fills once the orgs group lands.
+    Ok(Json(Me {
+        user,
+        memberships: Vec::new(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(accounts): State<Accounts>,
+    Caller(caller): Caller,
+    Json(body): Json<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    let new = Password::parse("new_password", body.new_password)?;
+    accounts
+        .change_password(&caller, body.current_password, new)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,151 @@
+//! Body extractors whose rejections are problems: malformed JSON 400, a wrong type or a
+//! missing field 422, a wrong content type 415, an oversized body 413. Never a 500.
+
+use super::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// JSON in and out; like `axum::Json` but rejecting with [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// A JSON body that may be absent: an empty body is `None`, anything else must be JSON.
+#[derive(Debug, Clone)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_error(rejection.status()))?;
+        if bytes.is_empty() {
+            return Ok(Self(None));
+        }
+        if !is_json {
+            return Err(expected_json());
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Self(Some(value)))
+    }
+}
+
+/// A body that may be JSON or an HTML form (`application/x-www-form-urlencoded`), as OAuth2
+/// password-grant clients send logins.
+#[derive(Debug, Clone)]
+pub struct JsonOrForm<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonOrForm<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if is_json(req.headers()) {
+            let Json(value) = Json::<T>::from_request(req, state).await?;
+            return Ok(Self(value));
+        }
+        if content_type(req.headers()).is_some_and(|ct| ct == "application/x-www-form-urlencoded") {
+            let axum::Form(value) = axum::Form::<T>::from_request(req, state).await?;
+            return Ok(Self(value));
+        }
+        Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json or application/x-www-form-urlencoded".into(),
+        ))
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = raw.split(';').next()?.trim().to_ascii_lowercase();
+    Some(essence)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    content_type(headers).is_some_and(|ct| {
+        ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+    })
+}
+
+fn expected_json() -> ApiError {
+    ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
+}
+
+fn body_error(status: axum::http::StatusCode) -> ApiError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest {
+            code: "invalid_body",
+            detail: "the request body could not be read".into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(err) => Self::Validation {
+                detail: err.body_text(),
+                errors: Vec::new(),
+            },
+            JsonRejection::JsonSyntaxError(err) => Self::BadRequest {
+                code: "invalid_json",
+                detail: err.body_text(),
+            },
+            JsonRejection::MissingJsonContentType(_) => expected_json(),
+            other => body_error(other.status()),
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection {
+            FormRejection::FailedToDeserializeForm(err) => Self::BadRequest {
+                code: "invalid_form",
+                detail: err.body_text(),
+            },
+            FormRejection::FailedToDeserializeFormBody(err) => Self::Validation {
+                detail: err.body_text(),
+                errors: Vec::new(),
+            },
+            FormRejection::InvalidFormContentType(_) => Self::UnsupportedMediaType(
+                "expected Content-Type: application/x-www-form-urlencoded".into(),
+            ),
+            other => body_error(other.status()),
+        }
+    }
+}

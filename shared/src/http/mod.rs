@@ -1,0 +1,18 @@
+//! HTTP conventions every function shares: the problem+json error, request ids, extractors
+//! that turn bad input into 4xx problems, the bearer-token caller, and the common layers.
+
+mod app;
+mod bearer;
+mod client_ip;
+mod error;
+mod extract;
+mod health;
+pub mod request_id;
+mod throttle;
+
+pub use app::service;
+pub use bearer::Caller;
+pub use client_ip::ClientIp;
+pub use error::ApiError;
+pub use extract::{Json, JsonOrForm, OptionalJson};
+pub use throttle::throttle_by_ip;

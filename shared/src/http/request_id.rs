@@ -1,0 +1,65 @@
+//! A request id on every request, response and log line: API Gateway's own id when Lambda
+//! serves the request, else a sane incoming `x-request-id`, else a fresh one.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use lambda_http::request::RequestContext;
+use tracing::Instrument;
+
+/// The header carrying the id in both directions.
+pub const HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request being served on this task, for error bodies and logs.
+pub fn current() -> Option<String> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+fn from_lambda(request: &Request) -> Option<String> {
+    let id = match request.extensions().get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
+        RequestContext::ApiGatewayV1(ctx) => ctx.request_id.clone(),
+        _ => None,
+    };
+    id.filter(|id| !id.is_empty())
+}
+
+/// A client-chosen id is kept only if it is short, printable ASCII: it ends up in logs.
+fn from_header(request: &Request) -> Option<String> {
+    let raw = request.headers().get(HEADER)?.to_str().ok()?;
+    let sane = !raw.is_empty()
+        && raw.len() <= 128
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    sane.then(|| raw.to_owned())
+}
+
+/// Middleware: picks the id, runs the request inside a span and task-local carrying it, and
+/// echoes it on the response.
+pub async fn layer(request: Request, next: Next) -> Response {
+    let id = from_lambda(&request)
+        .or_else(|| from_header(&request))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = CURRENT
+        .scope(id.clone(), next.run(request).instrument(span.clone()))
+        .await;
+    span.in_scope(|| {
+        tracing::info!(status = response.status().as_u16(), "served");
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}

@@ -1,0 +1,56 @@
+//! What every handler can reach: configuration, the store and the services built on it.
+//! Built once per process (per Lambda instance) and shared by clone.
+
+use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::ratelimit::IpRateLimiter;
+use crate::store::{self, Store};
+use axum::extract::FromRef;
+use std::sync::Arc;
+
+/// Shared application state; axum hands each part to the extractors that need it.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The state backend.
+    pub store: Arc<dyn Store>,
+    /// Account rules (signup, login, tokens).
+    pub accounts: Accounts,
+    /// The per-IP auth throttle, when enabled.
+    pub auth_ip_limit: Option<IpRateLimiter>,
+}
+
+impl AppState {
+    /// Connects the store named by `STORE_URL` and builds the services on the real clock.
+    pub async fn from_config(config: Config) -> anyhow::Result<Self> {
+        let store = store::connect(&config.store_url).await?;
+        Self::assemble(config, store, Arc::new(SystemClock))
+    }
+
+    /// Builds the services on a given store and clock (tests pick both).
+    pub fn assemble(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let accounts = Accounts::new(
+            Arc::clone(&store),
+            PasswordHasher::new(config.argon2)?,
+            TokenKeys::from_config(&config)?,
+            clock,
+            LockoutPolicy {
+                max_failures: config.login_max_failures,
+                window: chrono::Duration::from_std(config.login_lockout)?,
+            },
+            chrono::Duration::from_std(config.refresh_token_ttl)?,
+        );
+        Ok(Self {
+            auth_ip_limit: IpRateLimiter::per_minute(config.auth_ip_limit_per_min),
+            config: Arc::new(config),
+            store,
+            accounts,
+        })
+    }
+}

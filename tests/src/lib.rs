@@ -1,1 +1,232 @@
-//! x
+//! The end-to-end harness: starts the local server (the same routers and layers as the Lambda
+//! functions) on a free loopback port over a fresh store, and talks to it over real HTTP.
+
+use meterline::clock::SystemClock;
+use meterline::store::{Store, testing};
+use meterline::{AppState, Config};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// The JWT secret the test servers sign with, so tests can forge expired tokens.
+pub const TEST_JWT_SECRET: &str = "meterline-e2e-secret-0123456789abcdef";
+
+/// Which store backend a server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A schema on the test Postgres server.
+    Postgres,
+    /// A table on the test DynamoDB endpoint.
+    Dynamodb,
+}
+
+impl Backend {
+    async fn store(self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite => testing::sqlite().await,
+            Self::Postgres => testing::postgres().await,
+            Self::Dynamodb => testing::dynamodb().await,
+        }
+    }
+}
+
+/// A running local server; stops when dropped.
+pub struct Server {
+    base: String,
+    client: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    /// A server on `backend` with the default configuration (real argon2 cost).
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// A server on `backend` with extra environment-style settings.
+    pub async fn start_with(backend: Backend, settings: &[(&str, &str)]) -> Self {
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("APP_ENV".into(), "test".into()),
+            ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+        ]);
+        vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_vars(&vars).expect("test configuration is valid");
+        let state = AppState::assemble(config, backend.store().await, Arc::new(SystemClock))
+            .expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(meterline_local::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    /// A request to `path` on this server.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// POSTs `body` as JSON, with a bearer token when given.
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
+        let mut request = self.request(Method::POST, path).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+
+    /// GETs `path`, with a bearer token when given.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.request(Method::GET, path);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+
+    /// Signs up `email` with `password`, asserting it worked.
+    pub async fn signup(&self, email: &str, password: &str) -> Value {
+        let reply = self
+            .post(
+                "/v1/auth/signup",
+                json!({"email": email, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "signup: {}", reply.body);
+        reply.body
+    }
+
+    /// Logs in with JSON, asserting it worked; returns the token pair.
+    pub async fn login(&self, email: &str, password: &str) -> Tokens {
+        let reply = self
+            .post(
+                "/v1/auth/login",
+                json!({"email": email, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "login: {}", reply.body);
+        Tokens::from(&reply.body)
+    }
+}
+
+/// A token pair from login or refresh.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// The bearer JWT.
+    pub access: String,
+    /// The single-use refresh token.
+    pub refresh: String,
+}
+
+impl From<&Value> for Tokens {
+    fn from(body: &Value) -> Self {
+        assert_eq!(body["token_type"], "bearer");
+        assert!(body["expires_in"].as_i64().is_some_and(|s| s > 0));
+        Self {
+            access: body["access_token"].as_str().expect("access_token").into(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .into(),
+        }
+    }
+}
+
+/// A response read whole: status, headers, JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON.
+    pub body: Value,
+}
+
+impl Reply {
+    /// Reads a response.
+    pub async fn from(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Asserts a problem+json answer with `status` and `code`, in the one error shape.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], status.as_u16());
+        for field in ["type", "title", "detail"] {
+            assert!(
+                self.body[field].is_string(),
+                "{field} missing: {}",
+                self.body
+            );
+        }
+        let request_id = self
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok());
+        assert!(request_id.is_some());
+        assert_eq!(self.body["request_id"].as_str(), request_id);
+    }
+}
+
+/// A unique email for one test.
+pub fn unique_email() -> String {
+    format!(
+        "user-{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
+
+/// Signs an access token like the server does, with chosen times, to test expiry.
+pub fn forge_access_token(sub: &str, sid: &str, iat: i64, exp: i64) -> String {
+    let claims = json!({
+        "sub": sub, "sid": sid, "iat": iat, "exp": exp,
+        "jti": format!("tok_{}", ulid::Ulid::new().to_string().to_lowercase()),
+        "iss": "meterline", "aud": "meterline-api",
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// The claims of a token (without checking it), to reuse its `sub` and `sid`.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims JSON")
+}

@@ -51,6 +51,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
+        user_id = tracing::field::Empty,
     );
     let mut response = CURRENT
         .scope(id.clone(), next.run(request).instrument(span.clone()))

@@ -1,66 +1,13 @@
 //! The store conformance suite: every case runs against every backend, each on a real server
 //! (SQLite file, Postgres, DynamoDB endpoint) in a namespace of its own, so cases run in
 //! parallel. A backend that cannot be reached fails its cases; nothing is skipped.
-//!
-//! Endpoints: `TEST_POSTGRES_URL` (default `postgres://postgres:postgres@127.0.0.1:5432/postgres`)
-//! and `AWS_ENDPOINT_URL` (default `http://127.0.0.1:4566`, e.g. moto_server), as
-//! `infra/services.sh` prints them.
+//! Stores come from [`super::testing`].
 
 use super::*;
 use crate::auth::RefreshSecret;
 use chrono::{Duration, TimeZone};
 
-/// A fresh, empty store of each kind.
-mod open {
-    use super::*;
-
-    fn namespace() -> String {
-        format!("t_{}", ulid::Ulid::new().to_string().to_lowercase())
-    }
-
-    pub async fn sqlite() -> Arc<dyn Store> {
-        let path = std::env::temp_dir().join(format!("meterline-{}.db", namespace()));
-        let path = path.to_str().expect("temp path is UTF-8").to_owned();
-        Arc::new(
-            crate::store::sqlite::open(&path)
-                .await
-                .expect("open SQLite file"),
-        )
-    }
-
-    pub async fn postgres() -> Arc<dyn Store> {
-        let url = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-        let store = crate::store::postgres::connect_in_schema(&url, &namespace())
-            .await
-            .unwrap_or_else(|err| {
-                panic!("Postgres at {url} is required (run infra/services.sh): {err:#}")
-            });
-        Arc::new(store)
-    }
-
-    pub async fn dynamodb() -> Arc<dyn Store> {
-        let endpoint =
-            std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "conformance",
-            ))
-            .load()
-            .await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), namespace());
-        store.create_table_if_missing().await.unwrap_or_else(|err| {
-            panic!("DynamoDB endpoint {endpoint} is required (run infra/services.sh): {err:#}")
-        });
-        Arc::new(store)
-    }
-}
+use super::testing as open;
 
 fn user(email: &str) -> UserRecord {
     UserRecord {

@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+pub mod testing;
 
 #[cfg(test)]
 mod conformance;

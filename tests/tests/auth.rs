@@ -1,0 +1,323 @@
+//! The auth endpoints end to end over HTTP, on every store backend: the whole account
+//! lifecycle, token rotation and reuse, logout, password change and the lockout.
+
+use meterline_e2e::{Backend, Server, Tokens, claims_of, forge_access_token, unique_email};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn account_lifecycle(backend: Backend) {
+    let server = Server::start(backend).await;
+    let email = unique_email();
+
+    // Signup: 201 with the public fields only.
+    let user = server.signup(&email.to_uppercase(), PASSWORD).await;
+    assert_eq!(user["email"], email.as_str());
+    assert!(user["id"].as_str().is_some_and(|id| id.starts_with("usr_")));
+    assert_eq!(user["email_verified"], false);
+    assert!(user.get("password_hash").is_none() && user.get("password").is_none());
+
+    // The same email in another case is taken.
+    let again = server
+        .post(
+            "/v1/auth/signup",
+            json!({"email": format!("  {}", email.to_uppercase()), "password": PASSWORD}),
+            None,
+        )
+        .await;
+    again.assert_problem(StatusCode::CONFLICT, "email_taken");
+
+    // Bad email and 9-character password: 422 naming the fields.
+    let bad = server
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "not-an-email", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    bad.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(bad.body["errors"][0]["field"], "email");
+    let short = server
+        .post(
+            "/v1/auth/signup",
+            json!({"email": unique_email(), "password": "123456789"}),
+            None,
+        )
+        .await;
+    short.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(short.body["errors"][0]["field"], "password");
+
+    // Login with JSON and with the OAuth2 form.
+    let tokens = server.login(&email, PASSWORD).await;
+    let form = server
+        .request(reqwest::Method::POST, "/v1/auth/login")
+        .form(&[("username", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("send");
+    let form = meterline_e2e::Reply::from(form).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let form_tokens = Tokens::from(&form.body);
+
+    // Wrong password and unknown email look the same.
+    let wrong = server
+        .post(
+            "/v1/auth/login",
+            json!({"email": email, "password": "wrong password!"}),
+            None,
+        )
+        .await;
+    wrong.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let unknown = server
+        .post(
+            "/v1/auth/login",
+            json!({"email": unique_email(), "password": PASSWORD}),
+            None,
+        )
+        .await;
+    unknown.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert_eq!(wrong.body["detail"], unknown.body["detail"]);
+
+    // /me with the token; without, with garbage, with an expired token.
+    let me = server.get("/v1/auth/me", Some(&tokens.access)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.body["id"], user["id"]);
+    assert_eq!(me.body["memberships"], json!([]));
+    server
+        .get("/v1/auth/me", None)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "missing_token");
+    server
+        .get("/v1/auth/me", Some("garbage.token.here"))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
+    let claims = claims_of(&tokens.access);
+    let now = chrono::Utc::now().timestamp();
+    let expired = forge_access_token(
+        claims["sub"].as_str().expect("sub"),
+        claims["sid"].as_str().expect("sid"),
+        now - 3600,
+        now - 60,
+    );
+    server
+        .get("/v1/auth/me", Some(&expired))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
+
+    // Refresh rotates; the old token is then reuse, which revokes the new one too.
+    let refreshed = server
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": tokens.refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    let rotated = Tokens::from(&refreshed.body);
+    assert_ne!(rotated.refresh, tokens.refresh);
+    assert_eq!(
+        server
+            .get("/v1/auth/me", Some(&rotated.access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    server
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": tokens.refresh}),
+            None,
+        )
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_reused");
+    let after_reuse = server
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": rotated.refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        after_reuse.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        after_reuse.body
+    );
+    // The family's access tokens die with it.
+    server
+        .get("/v1/auth/me", Some(&rotated.access))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    server
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": "not-a-token"}),
+            None,
+        )
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    // Logout: 204, then the access token and its refresh token are refused.
+    let logout = server
+        .post(
+            "/v1/auth/logout",
+            json!({"refresh_token": form_tokens.refresh}),
+            Some(&form_tokens.access),
+        )
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT, "{}", logout.body);
+    server
+        .get("/v1/auth/me", Some(&form_tokens.access))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    let dead = server
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": form_tokens.refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(dead.status, StatusCode::UNAUTHORIZED);
+
+    // Password change: 204; every other session ends; only the new password works.
+    let here = server.login(&email, PASSWORD).await;
+    let elsewhere = server.login(&email, PASSWORD).await;
+    let wrong_current = server
+        .post(
+            "/v1/auth/password",
+            json!({"current_password": "not my password", "new_password": "a brand new secret"}),
+            Some(&here.access),
+        )
+        .await;
+    wrong_current.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let weak = server
+        .post(
+            "/v1/auth/password",
+            json!({"current_password": PASSWORD, "new_password": "short"}),
+            Some(&here.access),
+        )
+        .await;
+    weak.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let changed = server
+        .post(
+            "/v1/auth/password",
+            json!({"current_password": PASSWORD, "new_password": "a brand new secret"}),
+            Some(&here.access),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.body);
+    assert_eq!(
+        server.get("/v1/auth/me", Some(&here.access)).await.status,
+        StatusCode::OK
+    );
+    server
+        .get("/v1/auth/me", Some(&elsewhere.access))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    let other_refresh = server
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": elsewhere.refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(other_refresh.status, StatusCode::UNAUTHORIZED);
+    server
+        .post(
+            "/v1/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+            None,
+        )
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    server.login(&email, "a brand new secret").await;
+}
+
+async fn lockout_after_five_failures(backend: Backend) {
+    let server = Server::start(backend).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    for _ in 0..5 {
+        server
+            .post(
+                "/v1/auth/login",
+                json!({"email": email, "password": "wrong password!"}),
+                None,
+            )
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let locked = server
+        .post(
+            "/v1/auth/login",
+            json!({"email": email, "password": "wrong password!"}),
+            None,
+        )
+        .await;
+    locked.assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    let retry_after: u64 = locked.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1..=900).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    // Even the right password waits out the lock.
+    server
+        .post(
+            "/v1/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+            None,
+        )
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    // Other accounts are unaffected.
+    let other = unique_email();
+    server.signup(&other, PASSWORD).await;
+    server.login(&other, PASSWORD).await;
+}
+
+async fn success_resets_the_failure_count(backend: Backend) {
+    let server = Server::start(backend).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    for _ in 0..4 {
+        let reply = server
+            .post(
+                "/v1/auth/login",
+                json!({"email": email, "password": "wrong password!"}),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    server.login(&email, PASSWORD).await;
+    for _ in 0..4 {
+        let reply = server
+            .post(
+                "/v1/auth/login",
+                json!({"email": email, "password": "wrong password!"}),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    server.login(&email, PASSWORD).await;
+}
+
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Sqlite).await } )+ }
+        mod postgres { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Postgres).await } )+ }
+        mod dynamodb { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Dynamodb).await } )+ }
+    };
+}
+
+on_every_backend!(
+    account_lifecycle,
+    lockout_after_five_failures,
+    success_resets_the_failure_count,
+);

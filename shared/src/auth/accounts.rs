@@ -349,15 +349,15 @@ impl Accounts {
         self.store
             .revoke_session(&caller.user_id, &caller.session_id)
             .await?;
-        if let Some(secret) = refresh_token.and_then(RefreshSecret::parse) {
-            if let Some(token) = self.store.refresh_token(&secret.hash()).await? {
-                // Someone else's token is ignored, not revoked: logout cannot harm others.
-                if token.user_id == caller.user_id {
-                    self.store
-                        .revoke_session(&caller.user_id, &token.session_id)
-                        .await?;
-                }
-            }
+        let other = match refresh_token.and_then(RefreshSecret::parse) {
+            Some(secret) => self.store.refresh_token(&secret.hash()).await?,
+            None => None,
+        };
+        // Someone else's token is ignored, not revoked: logout cannot harm others.
+        if let Some(token) = other.filter(|token| token.user_id == caller.user_id) {
+            self.store
+                .revoke_session(&caller.user_id, &token.session_id)
+                .await?;
         }
         Ok(())
     }

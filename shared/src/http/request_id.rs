@@ -53,14 +53,64 @@ pub async fn layer(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         user_id = tracing::field::Empty,
     );
+    let started = std::time::Instant::now();
     let mut response = CURRENT
         .scope(id.clone(), next.run(request).instrument(span.clone()))
         .await;
     span.in_scope(|| {
-        tracing::info!(status = response.status().as_u16(), "served");
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "served"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        Router::new()
+            .route("/", get(|| async { current().unwrap_or_default() }))
+            .layer(axum::middleware::from_fn(layer))
+    }
+
+    async fn id_of(request: axum::http::Request<Body>) -> (String, String) {
+        let response = app().oneshot(request).await.expect("infallible");
+        let header = response.headers()[HEADER].to_str().expect("ascii").to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+        (header, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn api_gateway_request_id_wins() {
+        let mut context = ApiGatewayV2httpRequestContext::default();
+        context.request_id = Some("apigw-req-42".into());
+        let mut request = axum::http::Request::get("/")
+            .header(HEADER, "client-chosen")
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(RequestContext::ApiGatewayV2(context));
+        assert_eq!(id_of(request).await, ("apigw-req-42".into(), "apigw-req-42".into()));
+    }
+
+    #[tokio::test]
+    async fn a_fresh_id_is_made_and_seen_by_the_handler() {
+        let request = axum::http::Request::get("/").body(Body::empty()).expect("request");
+        let (header, seen) = id_of(request).await;
+        assert_eq!(header, seen);
+        assert_eq!(header.len(), 36);
+    }
 }

@@ -20,13 +20,24 @@ pub fn current() -> Option<String> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+/// API Gateway's request id (what the client and the access logs see), else the Lambda
+/// invocation's id.
 fn from_lambda(request: &Request) -> Option<String> {
-    let id = match request.extensions().get::<RequestContext>()? {
-        RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
-        RequestContext::ApiGatewayV1(ctx) => ctx.request_id.clone(),
+    let gateway = match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
         _ => None,
     };
-    id.filter(|id| !id.is_empty())
+    let invocation = || {
+        request
+            .extensions()
+            .get::<lambda_http::Context>()
+            .map(|ctx| ctx.request_id.clone())
+    };
+    gateway
+        .filter(|id| !id.is_empty())
+        .or_else(invocation)
+        .filter(|id| !id.is_empty())
 }
 
 /// A client-chosen id is kept only if it is short, printable ASCII: it ends up in logs.

@@ -98,8 +98,13 @@ mod tests {
 
     async fn id_of(request: axum::http::Request<Body>) -> (String, String) {
         let response = app().oneshot(request).await.expect("infallible");
-        let header = response.headers()[HEADER].to_str().expect("ascii").to_owned();
-        let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+        let header = response.headers()[HEADER]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
         (header, String::from_utf8(body.to_vec()).expect("utf-8"))
     }
 
@@ -114,12 +119,17 @@ mod tests {
         request
             .extensions_mut()
             .insert(RequestContext::ApiGatewayV2(context));
-        assert_eq!(id_of(request).await, ("apigw-req-42".into(), "apigw-req-42".into()));
+        assert_eq!(
+            id_of(request).await,
+            ("apigw-req-42".into(), "apigw-req-42".into())
+        );
     }
 
     #[tokio::test]
     async fn a_fresh_id_is_made_and_seen_by_the_handler() {
-        let request = axum::http::Request::get("/").body(Body::empty()).expect("request");
+        let request = axum::http::Request::get("/")
+            .body(Body::empty())
+            .expect("request");
         let (header, seen) = id_of(request).await;
         assert_eq!(header, seen);
         assert_eq!(header.len(), 36);

@@ -95,6 +95,31 @@ impl Server {
         Reply::from(request.send().await.expect("request sent")).await
     }
 
+    /// One login attempt with JSON, whatever its outcome.
+    pub async fn attempt_login(&self, email: &str, password: &str) -> Reply {
+        self.post(
+            "/v1/auth/login",
+            json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// One refresh attempt.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": refresh_token}),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/auth/me` with `access_token`.
+    pub async fn me(&self, access_token: &str) -> Reply {
+        self.get("/v1/auth/me", Some(access_token)).await
+    }
+
     /// Signs up `email` with `password`, asserting it worked.
     pub async fn signup(&self, email: &str, password: &str) -> Value {
         let reply = self
@@ -110,13 +135,7 @@ impl Server {
 
     /// Logs in with JSON, asserting it worked; returns the token pair.
     pub async fn login(&self, email: &str, password: &str) -> Tokens {
-        let reply = self
-            .post(
-                "/v1/auth/login",
-                json!({"email": email, "password": password}),
-                None,
-            )
-            .await;
+        let reply = self.attempt_login(email, password).await;
         assert_eq!(reply.status, StatusCode::OK, "login: {}", reply.body);
         Tokens::from(&reply.body)
     }

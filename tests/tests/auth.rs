@@ -61,26 +61,14 @@ async fn account_lifecycle(backend: Backend) {
     let form_tokens = Tokens::from(&form.body);
 
     // Wrong password and unknown email look the same.
-    let wrong = server
-        .post(
-            "/v1/auth/login",
-            json!({"email": email, "password": "wrong password!"}),
-            None,
-        )
-        .await;
+    let wrong = server.attempt_login(&email, "wrong password!").await;
     wrong.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
-    let unknown = server
-        .post(
-            "/v1/auth/login",
-            json!({"email": unique_email(), "password": PASSWORD}),
-            None,
-        )
-        .await;
+    let unknown = server.attempt_login(&unique_email(), PASSWORD).await;
     unknown.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
     assert_eq!(wrong.body["detail"], unknown.body["detail"]);
 
     // /me with the token; without, with garbage, with an expired token.
-    let me = server.get("/v1/auth/me", Some(&tokens.access)).await;
+    let me = server.me(&tokens.access).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);
     assert_eq!(me.body["id"], user["id"]);
     assert_eq!(me.body["memberships"], json!([]));
@@ -89,7 +77,7 @@ async fn account_lifecycle(backend: Backend) {
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "missing_token");
     server
-        .get("/v1/auth/me", Some("garbage.token.here"))
+        .me("garbage.token.here")
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
     let claims = claims_of(&tokens.access);
@@ -101,43 +89,21 @@ async fn account_lifecycle(backend: Backend) {
         now - 60,
     );
     server
-        .get("/v1/auth/me", Some(&expired))
+        .me(&expired)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
 
     // Refresh rotates; the old token is then reuse, which revokes the new one too.
-    let refreshed = server
-        .post(
-            "/v1/auth/refresh",
-            json!({"refresh_token": tokens.refresh}),
-            None,
-        )
-        .await;
+    let refreshed = server.refresh(&tokens.refresh).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     let rotated = Tokens::from(&refreshed.body);
     assert_ne!(rotated.refresh, tokens.refresh);
-    assert_eq!(
-        server
-            .get("/v1/auth/me", Some(&rotated.access))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(server.me(&rotated.access).await.status, StatusCode::OK);
     server
-        .post(
-            "/v1/auth/refresh",
-            json!({"refresh_token": tokens.refresh}),
-            None,
-        )
+        .refresh(&tokens.refresh)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_reused");
-    let after_reuse = server
-        .post(
-            "/v1/auth/refresh",
-            json!({"refresh_token": rotated.refresh}),
-            None,
-        )
-        .await;
+    let after_reuse = server.refresh(&rotated.refresh).await;
     assert_eq!(
         after_reuse.status,
         StatusCode::UNAUTHORIZED,
@@ -146,15 +112,11 @@ async fn account_lifecycle(backend: Backend) {
     );
     // The family's access tokens die with it.
     server
-        .get("/v1/auth/me", Some(&rotated.access))
+        .me(&rotated.access)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
     server
-        .post(
-            "/v1/auth/refresh",
-            json!({"refresh_token": "not-a-token"}),
-            None,
-        )
+        .refresh("not-a-token")
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
 
@@ -168,16 +130,10 @@ async fn account_lifecycle(backend: Backend) {
         .await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT, "{}", logout.body);
     server
-        .get("/v1/auth/me", Some(&form_tokens.access))
+        .me(&form_tokens.access)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
-    let dead = server
-        .post(
-            "/v1/auth/refresh",
-            json!({"refresh_token": form_tokens.refresh}),
-            None,
-        )
-        .await;
+    let dead = server.refresh(&form_tokens.refresh).await;
     assert_eq!(dead.status, StatusCode::UNAUTHORIZED);
 
     // Password change: 204; every other session ends; only the new password works.
@@ -207,28 +163,15 @@ async fn account_lifecycle(backend: Backend) {
         )
         .await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.body);
-    assert_eq!(
-        server.get("/v1/auth/me", Some(&here.access)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(server.me(&here.access).await.status, StatusCode::OK);
     server
-        .get("/v1/auth/me", Some(&elsewhere.access))
+        .me(&elsewhere.access)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
-    let other_refresh = server
-        .post(
-            "/v1/auth/refresh",
-            json!({"refresh_token": elsewhere.refresh}),
-            None,
-        )
-        .await;
+    let other_refresh = server.refresh(&elsewhere.refresh).await;
     assert_eq!(other_refresh.status, StatusCode::UNAUTHORIZED);
     server
-        .post(
-            "/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-            None,
-        )
+        .attempt_login(&email, PASSWORD)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
     server.login(&email, "a brand new secret").await;
@@ -240,21 +183,11 @@ async fn lockout_after_five_failures(backend: Backend) {
     server.signup(&email, PASSWORD).await;
     for _ in 0..5 {
         server
-            .post(
-                "/v1/auth/login",
-                json!({"email": email, "password": "wrong password!"}),
-                None,
-            )
+            .attempt_login(&email, "wrong password!")
             .await
             .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
-    let locked = server
-        .post(
-            "/v1/auth/login",
-            json!({"email": email, "password": "wrong password!"}),
-            None,
-        )
-        .await;
+    let locked = server.attempt_login(&email, "wrong password!").await;
     locked.assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
     let retry_after: u64 = locked.headers["retry-after"]
         .to_str()
@@ -267,11 +200,7 @@ async fn lockout_after_five_failures(backend: Backend) {
     );
     // Even the right password waits out the lock.
     server
-        .post(
-            "/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-            None,
-        )
+        .attempt_login(&email, PASSWORD)
         .await
         .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
     // Other accounts are unaffected.
@@ -285,24 +214,12 @@ async fn success_resets_the_failure_count(backend: Backend) {
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
     for _ in 0..4 {
-        let reply = server
-            .post(
-                "/v1/auth/login",
-                json!({"email": email, "password": "wrong password!"}),
-                None,
-            )
-            .await;
+        let reply = server.attempt_login(&email, "wrong password!").await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
     server.login(&email, PASSWORD).await;
     for _ in 0..4 {
-        let reply = server
-            .post(
-                "/v1/auth/login",
-                json!({"email": email, "password": "wrong password!"}),
-                None,
-            )
-            .await;
+        let reply = server.attempt_login(&email, "wrong password!").await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
     server.login(&email, PASSWORD).await;

@@ -140,6 +140,17 @@ impl DynamoStore {
     async fn session_item(&self, user: &UserId, session: &SessionId) -> StoreResult<Option<Item>> {
         self.get(user_pk(user), &session_sk(session)).await
     }
+
+    /// A transaction step writing `item`, only if `condition` holds (when given).
+    fn put_step(&self, item: Item, condition: Option<&str>) -> StoreResult<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|err| StoreError::Backend(err.into()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -330,22 +341,12 @@ impl Store for DynamoStore {
         );
         profile.insert("password_hash".into(), s(record.password_hash.as_str()));
         profile.insert("created_at".into(), ms(user.created_at));
-        let put = |item: Item| -> anyhow::Result<TransactWriteItem> {
-            Ok(TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()?,
-                )
-                .build())
-        };
+        let unclaimed = Some("attribute_not_exists(pk)");
         let result = self
             .client
             .transact_write_items()
-            .transact_items(put(claim)?)
-            .transact_items(put(profile)?)
+            .transact_items(self.put_step(claim, unclaimed)?)
+            .transact_items(self.put_step(profile, unclaimed)?)
             .send()
             .await;
         match result {
@@ -402,20 +403,10 @@ impl Store for DynamoStore {
         item.insert("created_at".into(), ms(session.created_at));
         item.insert("expires_at".into(), ms(session.expires_at));
         item.insert("ttl".into(), ttl(session.expires_at));
-        let put = |item: Item| -> anyhow::Result<TransactWriteItem> {
-            Ok(TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .build()?,
-                )
-                .build())
-        };
         self.client
             .transact_write_items()
-            .transact_items(put(item)?)
-            .transact_items(put(token_item(first_token))?)
+            .transact_items(self.put_step(item, None)?)
+            .transact_items(self.put_step(token_item(first_token), None)?)
             .send()
             .await
             .map_err(sdk_error)?;
@@ -470,12 +461,7 @@ impl Store for DynamoStore {
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
             .build()
             .map_err(|err| StoreError::Backend(err.into()))?;
-        let insert_next = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(token_item(next)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|err| StoreError::Backend(err.into()))?;
+        let insert_next = self.put_step(token_item(next), Some("attribute_not_exists(pk)"))?;
         let result = self
             .client
             .transact_write_items()
@@ -485,7 +471,7 @@ impl Store for DynamoStore {
                     .condition_check(session_live)
                     .build(),
             )
-            .transact_items(TransactWriteItem::builder().put(insert_next).build())
+            .transact_items(insert_next)
             .send()
             .await;
         match result {

@@ -76,7 +76,7 @@ start_moto() {
     python3 -m pip install -q 'moto[server]' >&2
   fi
   log "moto_server: starting"
-  setsid nohup python3 -m moto.server -H 127.0.0.1 -p 4566 >"$state_dir/moto.log" 2>&1 < /dev/null &
+  setsid nohup python3 "$here/moto_server.py" -H 127.0.0.1 -p 4566 >"$state_dir/moto.log" 2>&1 < /dev/null &
   wait_port 4566 moto_server
 }
 

@@ -80,6 +80,17 @@ prefixed_id!(
     "tok"
 );
 
+prefixed_id!(
+    /// Names an organization (a tenant).
+    OrgId,
+    "org"
+);
+prefixed_id!(
+    /// Names one audit-log entry.
+    AuditEntryId,
+    "aud"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,13 +3,22 @@
 //! Everything that enters the system from outside is parsed into one of these types at the edge,
 //! so the rest of the code never handles a raw, unvalidated string.
 
+mod audit;
 mod email;
 mod ids;
+mod org;
+mod page;
 mod password;
 mod user;
 
+pub use audit::{AuditEntry, AuditOrigin};
 pub use email::Email;
-pub use ids::{SessionId, TokenId, UserId};
+pub use ids::{AuditEntryId, OrgId, SessionId, TokenId, UserId};
+pub use org::{
+    Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,
+    parse_rate_limit,
+};
+pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use password::{Password, PasswordAttempt};
 pub use user::{DisplayName, User};
 

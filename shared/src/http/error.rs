@@ -234,6 +234,14 @@ impl From<StoreError> for ApiError {
                 code: "email_taken",
                 detail: err.to_string(),
             },
+            StoreError::LastOwner => Self::Conflict {
+                code: "last_owner",
+                detail: err.to_string(),
+            },
+            StoreError::Conflict => Self::Conflict {
+                code: "conflict",
+                detail: "the resource changed while this request ran; retry it".into(),
+            },
             StoreError::Unavailable(cause) => Self::Unavailable(cause),
             StoreError::Backend(cause) => Self::Internal(cause),
         }

@@ -77,6 +77,7 @@ async fn logged_in(store: &dyn Store, user: &UserId) -> (Session, RefreshTokenRe
 
 /// The cases, each taking a fresh store.
 mod cases {
+    pub use super::org_cases::*;
     use super::*;
 
     pub async fn users_are_found_by_id_and_email(store: Arc<dyn Store>) {
@@ -407,6 +408,431 @@ mod cases {
     }
 }
 
+/// Org fixtures.
+mod orgs {
+    use super::*;
+    use crate::domain::{AuditEntry, AuditOrigin, Membership, Org, OrgId, PageRequest, Role};
+
+    pub fn audit(org: &OrgId, actor: &UserId, action: &str) -> AuditEntry {
+        AuditEntry::new(
+            org,
+            actor,
+            action,
+            org.as_str(),
+            &AuditOrigin::default(),
+            now(),
+        )
+        .change(None, Some(serde_json::json!({"action": action})))
+    }
+
+    pub fn membership(org: &OrgId, user: &UserRecord, role: Role) -> Membership {
+        Membership {
+            org_id: org.clone(),
+            user_id: user.user.id.clone(),
+            email: user.user.email.clone(),
+            role,
+            joined_at: now(),
+        }
+    }
+
+    pub async fn created(store: &dyn Store, owner: &UserRecord, name: &str) -> Org {
+        let org = Org {
+            id: OrgId::generate(),
+            name: name.into(),
+            rate_limit_rpm: None,
+            created_at: now(),
+        };
+        let first = membership(&org.id, owner, Role::Owner);
+        store
+            .create_org(&org, &first, &audit(&org.id, &owner.user.id, "org.created"))
+            .await
+            .expect("create org");
+        org
+    }
+
+    pub async fn add(store: &dyn Store, org: &Org, user: &UserRecord, role: Role, actor: &UserId) {
+        store
+            .set_member_role(
+                &membership(&org.id, user, role),
+                None,
+                &audit(&org.id, actor, "member.added"),
+            )
+            .await
+            .expect("add member");
+    }
+
+    pub async fn owners(store: &dyn Store, org: &OrgId) -> usize {
+        let page = store
+            .members(org, &PageRequest::first(100))
+            .await
+            .expect("members");
+        page.items.iter().filter(|m| m.role == Role::Owner).count()
+    }
+}
+
+/// The tenancy cases.
+mod org_cases {
+    use super::orgs::*;
+    use super::*;
+    use crate::domain::{OrgId, PageRequest, Role};
+
+    pub async fn an_org_is_visible_to_its_members_only(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let stranger = signed_up(&*store).await;
+        let org = created(&*store, &owner, "Acme").await;
+        let (read, role) = store
+            .org_for_member(&org.id, &owner.user.id)
+            .await
+            .expect("read")
+            .expect("member");
+        assert_eq!((read, role), (org.clone(), Role::Owner));
+        assert!(
+            store
+                .org_for_member(&org.id, &stranger.user.id)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            store
+                .org_for_member(&OrgId::generate(), &owner.user.id)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let log = store
+            .audit_log(&org.id, &PageRequest::first(10))
+            .await
+            .expect("log");
+        assert_eq!(log.items.len(), 1);
+        assert_eq!(log.items[0].action, "org.created");
+        assert_eq!(log.items[0].actor_user_id, owner.user.id);
+    }
+
+    pub async fn a_users_orgs_page_newest_first_exactly_once(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let mut made = Vec::new();
+        for i in 0..7 {
+            made.push(created(&*store, &owner, &format!("Org {i}")).await.id);
+        }
+        let other = signed_up(&*store).await;
+        created(&*store, &other, "Not mine").await;
+        made.reverse();
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(3);
+        loop {
+            let got = store
+                .orgs_of_user(&owner.user.id, &page)
+                .await
+                .expect("page");
+            assert!(got.items.len() <= 3);
+            assert!(got.items.iter().all(|(_, role)| *role == Role::Owner));
+            seen.extend(got.items.into_iter().map(|(org, _)| org.id));
+            match got.next_cursor {
+                Some(cursor) => page = PageRequest::parse(Some(3), Some(&cursor)).expect("cursor"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, made);
+    }
+
+    pub async fn members_are_added_re_roled_and_removed(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let ann = signed_up(&*store).await;
+        let org = created(&*store, &owner, "Acme").await;
+        add(&*store, &org, &ann, Role::Member, &owner.user.id).await;
+        let again = store
+            .set_member_role(
+                &membership(&org.id, &ann, Role::Admin),
+                None,
+                &audit(&org.id, &owner.user.id, "member.added"),
+            )
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        let read = store
+            .member(&org.id, &ann.user.id)
+            .await
+            .expect("read")
+            .expect("member");
+        assert_eq!(
+            (read.role, read.email.clone()),
+            (Role::Member, ann.user.email.clone())
+        );
+        assert_eq!(
+            store
+                .org_for_member(&org.id, &ann.user.id)
+                .await
+                .expect("read")
+                .map(|(_, r)| r),
+            Some(Role::Member)
+        );
+
+        store
+            .set_member_role(
+                &membership(&org.id, &ann, Role::Admin),
+                Some(Role::Member),
+                &audit(&org.id, &owner.user.id, "member.role_changed"),
+            )
+            .await
+            .expect("promote");
+        let stale = store
+            .set_member_role(
+                &membership(&org.id, &ann, Role::Owner),
+                Some(Role::Member),
+                &audit(&org.id, &owner.user.id, "member.role_changed"),
+            )
+            .await;
+        assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+        let mine = store
+            .orgs_of_user(&ann.user.id, &PageRequest::first(10))
+            .await
+            .expect("orgs");
+        assert_eq!(
+            mine.items
+                .iter()
+                .map(|(o, r)| (o.id.clone(), *r))
+                .collect::<Vec<_>>(),
+            vec![(org.id.clone(), Role::Admin)]
+        );
+
+        let listed = store
+            .members(&org.id, &PageRequest::first(10))
+            .await
+            .expect("members");
+        assert_eq!(listed.items.len(), 2);
+        store
+            .remove_member(
+                &org.id,
+                &ann.user.id,
+                Role::Admin,
+                &audit(&org.id, &owner.user.id, "member.removed"),
+            )
+            .await
+            .expect("remove");
+        assert!(
+            store
+                .member(&org.id, &ann.user.id)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            store
+                .orgs_of_user(&ann.user.id, &PageRequest::first(10))
+                .await
+                .expect("orgs")
+                .items
+                .is_empty()
+        );
+        let log = store
+            .audit_log(&org.id, &PageRequest::first(10))
+            .await
+            .expect("log");
+        let actions: Vec<_> = log.items.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "member.removed",
+                "member.role_changed",
+                "member.added",
+                "org.created"
+            ]
+        );
+    }
+
+    pub async fn the_last_owner_cannot_go(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let second = signed_up(&*store).await;
+        let org = created(&*store, &owner, "Acme").await;
+        let demote = store
+            .set_member_role(
+                &membership(&org.id, &owner, Role::Admin),
+                Some(Role::Owner),
+                &audit(&org.id, &owner.user.id, "member.role_changed"),
+            )
+            .await;
+        assert!(matches!(demote, Err(StoreError::LastOwner)), "{demote:?}");
+        let remove = store
+            .remove_member(
+                &org.id,
+                &owner.user.id,
+                Role::Owner,
+                &audit(&org.id, &owner.user.id, "member.removed"),
+            )
+            .await;
+        assert!(matches!(remove, Err(StoreError::LastOwner)), "{remove:?}");
+        assert_eq!(owners(&*store, &org.id).await, 1);
+        // Nothing of a refused change was written, not even its audit entry.
+        assert_eq!(
+            store
+                .audit_log(&org.id, &PageRequest::first(10))
+                .await
+                .expect("log")
+                .items
+                .len(),
+            1
+        );
+
+        add(&*store, &org, &second, Role::Owner, &owner.user.id).await;
+        store
+            .set_member_role(
+                &membership(&org.id, &owner, Role::Member),
+                Some(Role::Owner),
+                &audit(&org.id, &owner.user.id, "member.role_changed"),
+            )
+            .await
+            .expect("one of two owners steps down");
+        let last = store
+            .remove_member(
+                &org.id,
+                &second.user.id,
+                Role::Owner,
+                &audit(&org.id, &second.user.id, "member.removed"),
+            )
+            .await;
+        assert!(matches!(last, Err(StoreError::LastOwner)), "{last:?}");
+        assert_eq!(owners(&*store, &org.id).await, 1);
+    }
+
+    pub async fn owners_demoting_each_other_at_once_leave_one(store: Arc<dyn Store>) {
+        for _ in 0..5 {
+            let a = signed_up(&*store).await;
+            let b = signed_up(&*store).await;
+            let org = created(&*store, &a, "Race").await;
+            add(&*store, &org, &b, Role::Owner, &a.user.id).await;
+            let demote = |target: UserRecord, actor: UserId| {
+                let store = Arc::clone(&store);
+                let org = org.id.clone();
+                tokio::spawn(async move {
+                    store
+                        .set_member_role(
+                            &membership(&org, &target, Role::Admin),
+                            Some(Role::Owner),
+                            &audit(&org, &actor, "member.role_changed"),
+                        )
+                        .await
+                })
+            };
+            let first = demote(a.clone(), b.user.id.clone());
+            let second = demote(b.clone(), a.user.id.clone());
+            let results = [first.await.expect("task"), second.await.expect("task")];
+            let succeeded = results.iter().filter(|r| r.is_ok()).count();
+            for result in &results {
+                assert!(
+                    matches!(
+                        result,
+                        Ok(()) | Err(StoreError::LastOwner) | Err(StoreError::Conflict)
+                    ),
+                    "{result:?}"
+                );
+            }
+            assert_eq!(succeeded, 1, "{results:?}");
+            assert_eq!(owners(&*store, &org.id).await, 1);
+        }
+    }
+
+    pub async fn a_deleted_org_is_gone_but_its_log_stays(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let ann = signed_up(&*store).await;
+        let mut org = created(&*store, &owner, "Acme").await;
+        add(&*store, &org, &ann, Role::Admin, &owner.user.id).await;
+        org.name = "Acme Inc".into();
+        org.rate_limit_rpm = Some(600);
+        store
+            .update_org(&org, &audit(&org.id, &owner.user.id, "org.updated"))
+            .await
+            .expect("update");
+        assert_eq!(
+            store
+                .org_for_member(&org.id, &ann.user.id)
+                .await
+                .expect("read")
+                .map(|(o, _)| o),
+            Some(org.clone())
+        );
+        org.rate_limit_rpm = None;
+        store
+            .update_org(&org, &audit(&org.id, &owner.user.id, "org.updated"))
+            .await
+            .expect("update");
+        assert_eq!(
+            store
+                .org_for_member(&org.id, &ann.user.id)
+                .await
+                .expect("read")
+                .map(|(o, _)| o.rate_limit_rpm),
+            Some(None)
+        );
+
+        store
+            .delete_org(&org.id, &audit(&org.id, &owner.user.id, "org.deleted"))
+            .await
+            .expect("delete");
+        assert!(
+            store
+                .org_for_member(&org.id, &owner.user.id)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            store
+                .member(&org.id, &ann.user.id)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        for user in [&owner, &ann] {
+            assert!(
+                store
+                    .orgs_of_user(&user.user.id, &PageRequest::first(10))
+                    .await
+                    .expect("orgs")
+                    .items
+                    .is_empty()
+            );
+        }
+        let log = store
+            .audit_log(&org.id, &PageRequest::first(10))
+            .await
+            .expect("log");
+        assert_eq!(
+            log.items.first().map(|e| e.action.as_str()),
+            Some("org.deleted")
+        );
+        assert_eq!(log.items.len(), 5);
+    }
+
+    pub async fn the_audit_log_pages_newest_first(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let org = created(&*store, &owner, "Acme").await;
+        for i in 0..6 {
+            let mut renamed = org.clone();
+            renamed.name = format!("Acme {i}");
+            store
+                .update_org(
+                    &renamed,
+                    &audit(&org.id, &owner.user.id, &format!("org.updated.{i}")),
+                )
+                .await
+                .expect("update");
+        }
+        let mut actions = Vec::new();
+        let mut page = PageRequest::first(4);
+        loop {
+            let got = store.audit_log(&org.id, &page).await.expect("log");
+            actions.extend(got.items.iter().map(|e| e.action.clone()));
+            match got.next_cursor {
+                Some(cursor) => page = PageRequest::parse(Some(4), Some(&cursor)).expect("cursor"),
+                None => break,
+            }
+        }
+        let mut expected: Vec<String> = (0..6).rev().map(|i| format!("org.updated.{i}")).collect();
+        expected.push("org.created".into());
+        assert_eq!(actions, expected);
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -441,4 +867,11 @@ every_backend!(
     login_failures_count_within_a_window,
     concurrent_login_failures_are_all_counted,
     ping_answers,
+    an_org_is_visible_to_its_members_only,
+    a_users_orgs_page_newest_first_exactly_once,
+    members_are_added_re_roled_and_removed,
+    the_last_owner_cannot_go,
+    owners_demoting_each_other_at_once_leave_one,
+    a_deleted_org_is_gone_but_its_log_stays,
+    the_audit_log_pages_newest_first,
 );

@@ -4,6 +4,7 @@
 //! Every backend passes the conformance suite in `conformance.rs`.
 
 pub mod dynamo;
+mod orgs;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -13,6 +14,7 @@ pub mod testing;
 mod conformance;
 
 pub use dynamo::DynamoStore;
+pub use orgs::OrgStore;
 pub use sql::SqlStore;
 
 use crate::auth::{PasswordHash, TokenHash};
@@ -88,6 +90,12 @@ pub enum StoreError {
     /// The email already belongs to an account.
     #[error("email is already registered")]
     EmailTaken,
+    /// The change would leave the org without an owner.
+    #[error("the last owner can be neither demoted nor removed")]
+    LastOwner,
+    /// The record changed since it was read (a concurrent change won); re-read and retry.
+    #[error("the record was changed concurrently")]
+    Conflict,
     /// The backend could not be reached or refused to work; a retry may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] anyhow::Error),
@@ -101,7 +109,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Durable state: what every backend must provide, with the same behaviour.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OrgStore + Send + Sync + 'static {
     /// The backend's name (`sqlite`, `postgres`, `dynamodb`), for health reports and logs.
     fn backend(&self) -> &'static str;
 

@@ -3,12 +3,16 @@
 //!
 //! Statements use `$n` placeholders, which both drivers accept.
 
+use super::orgs::owner_delta;
 use super::{
-    Consumed, LoginFailures, RefreshTokenRecord, Session, Store, StoreError, StoreResult,
+    Consumed, LoginFailures, OrgStore, RefreshTokenRecord, Session, Store, StoreError, StoreResult,
     UserRecord,
 };
 use crate::auth::{PasswordHash, TokenHash};
-use crate::domain::{Email, SessionId, TokenId, User, UserId};
+use crate::domain::{
+    AuditEntry, AuditEntryId, Email, Membership, Org, OrgId, Page, PageRequest, Role, SessionId,
+    TokenId, User, UserId,
+};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -380,5 +384,366 @@ impl Store for SqlStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+}
+
+const ORG_COLUMNS: &str = "o.id, o.name, o.rate_limit_rpm, o.created_at";
+
+fn org_from_row(row: &AnyRow) -> StoreResult<Org> {
+    let get = |err: sqlx::Error| StoreError::Backend(err.into());
+    let id: String = row.try_get("id").map_err(get)?;
+    let rpm: Option<i64> = row.try_get("rate_limit_rpm").map_err(get)?;
+    Ok(Org {
+        id: OrgId::parse(&id).ok_or_else(|| corrupt("org id"))?,
+        name: row.try_get("name").map_err(get)?,
+        rate_limit_rpm: rpm.and_then(|rpm| u32::try_from(rpm).ok()),
+        created_at: time(row.try_get("created_at").map_err(get)?)?,
+    })
+}
+
+fn role_from_row(row: &AnyRow) -> StoreResult<Role> {
+    let role: String = row
+        .try_get("role")
+        .map_err(|err| StoreError::Backend(err.into()))?;
+    role.parse().map_err(|_| corrupt("role"))
+}
+
+fn member_from_row(row: &AnyRow) -> StoreResult<Membership> {
+    let get = |err: sqlx::Error| StoreError::Backend(err.into());
+    let org: String = row.try_get("org_id").map_err(get)?;
+    let user: String = row.try_get("user_id").map_err(get)?;
+    Ok(Membership {
+        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
+        user_id: UserId::parse(&user).ok_or_else(|| corrupt("user id"))?,
+        email: Email::from_trusted(row.try_get("email").map_err(get)?),
+        role: role_from_row(row)?,
+        joined_at: time(row.try_get("joined_at").map_err(get)?)?,
+    })
+}
+
+fn json_column(row: &AnyRow, column: &str) -> StoreResult<Option<serde_json::Value>> {
+    let raw: Option<String> = row
+        .try_get(column)
+        .map_err(|err| StoreError::Backend(err.into()))?;
+    raw.map(|raw| serde_json::from_str(&raw).map_err(|_| corrupt(column)))
+        .transpose()
+}
+
+fn audit_from_row(row: &AnyRow) -> StoreResult<AuditEntry> {
+    let get = |err: sqlx::Error| StoreError::Backend(err.into());
+    let id: String = row.try_get("id").map_err(get)?;
+    let org: String = row.try_get("org_id").map_err(get)?;
+    let actor: String = row.try_get("actor_user_id").map_err(get)?;
+    Ok(AuditEntry {
+        id: AuditEntryId::parse(&id).ok_or_else(|| corrupt("audit id"))?,
+        org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
+        actor_user_id: UserId::parse(&actor).ok_or_else(|| corrupt("user id"))?,
+        action: row.try_get("action").map_err(get)?,
+        target: row.try_get("target").map_err(get)?,
+        before: json_column(row, "before_json")?,
+        after: json_column(row, "after_json")?,
+        ip: row.try_get("ip").map_err(get)?,
+        user_agent: row.try_get("user_agent").map_err(get)?,
+        request_id: row.try_get("request_id").map_err(get)?,
+        at: time(row.try_get("at").map_err(get)?)?,
+    })
+}
+
+type AnyTx = sqlx::Transaction<'static, sqlx::Any>;
+
+async fn insert_audit(tx: &mut AnyTx, entry: &AuditEntry) -> StoreResult<()> {
+    let json = |value: &Option<serde_json::Value>| value.as_ref().map(ToString::to_string);
+    sqlx::query(
+        "INSERT INTO audit_log (id, org_id, actor_user_id, action, target, before_json, \
+             after_json, ip, user_agent, request_id, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(entry.id.as_str())
+    .bind(entry.org_id.as_str())
+    .bind(entry.actor_user_id.as_str())
+    .bind(entry.action.as_str())
+    .bind(entry.target.as_str())
+    .bind(json(&entry.before))
+    .bind(json(&entry.after))
+    .bind(entry.ip.as_deref())
+    .bind(entry.user_agent.as_deref())
+    .bind(entry.request_id.as_deref())
+    .bind(millis(entry.at))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Moves an org's owner count by `delta`; a decrement only while another owner remains.
+async fn shift_owner_count(tx: &mut AnyTx, org: &OrgId, delta: i64) -> StoreResult<()> {
+    let sql = if delta < 0 {
+        "UPDATE orgs SET owner_count = owner_count - 1 WHERE id = $1 AND owner_count > 1"
+    } else {
+        "UPDATE orgs SET owner_count = owner_count + 1 WHERE id = $1"
+    };
+    let changed = sqlx::query(sql)
+        .bind(org.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    match (changed, delta < 0) {
+        (1, _) => Ok(()),
+        (_, true) => Err(StoreError::LastOwner),
+        (_, false) => Err(StoreError::Conflict),
+    }
+}
+
+impl SqlStore {
+    async fn page<T>(
+        &self,
+        sql: &str,
+        binds: &[&str],
+        page: &PageRequest,
+        decode: impl Fn(&AnyRow) -> StoreResult<T>,
+        sort_key: impl Fn(&T) -> String,
+    ) -> StoreResult<Page<T>> {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        if let Some(after) = &page.after {
+            query = query.bind(after.as_str());
+        }
+        let rows = query
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let items = rows.iter().map(decode).collect::<StoreResult<Vec<T>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, sort_key))
+    }
+}
+
+/// `WHERE` continuation and `LIMIT` for a keyset page: `$n` is the cursor key (when there is
+/// one), `$n+1` the limit.
+fn keyset(column: &str, op: &str, first_free: usize, page: &PageRequest, order: &str) -> String {
+    match page.after {
+        Some(_) => format!(
+            "AND {column} {op} ${first_free} ORDER BY {column} {order} LIMIT ${}",
+            first_free + 1
+        ),
+        None => format!("ORDER BY {column} {order} LIMIT ${first_free}"),
+    }
+}
+
+#[async_trait]
+impl OrgStore for SqlStore {
+    #[tracing::instrument(skip_all, fields(org_id = %org.id))]
+    async fn create_org(
+        &self,
+        org: &Org,
+        owner: &Membership,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO orgs (id, name, rate_limit_rpm, created_at, owner_count) \
+             VALUES ($1, $2, $3, $4, 1)",
+        )
+        .bind(org.id.as_str())
+        .bind(org.name.as_str())
+        .bind(org.rate_limit_rpm.map(i64::from))
+        .bind(millis(org.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_member(&mut tx, owner).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn org_for_member(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<(Org, Role)>> {
+        let sql = format!(
+            "SELECT {ORG_COLUMNS}, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id \
+             WHERE m.org_id = $1 AND m.user_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(org.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.map(|row| Ok((org_from_row(&row)?, role_from_row(&row)?)))
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(org_id = %org.id))]
+    async fn update_org(&self, org: &Org, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query("UPDATE orgs SET name = $1, rate_limit_rpm = $2 WHERE id = $3")
+            .bind(org.name.as_str())
+            .bind(org.rate_limit_rpm.map(i64::from))
+            .bind(org.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    #[tracing::instrument(skip_all, fields(org_id = %org))]
+    async fn delete_org(&self, org: &OrgId, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // Memberships go with the org (ON DELETE CASCADE); the audit log stays.
+        sqlx::query("DELETE FROM memberships WHERE org_id = $1")
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM orgs WHERE id = $1")
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn orgs_of_user(
+        &self,
+        user: &UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<(Org, Role)>> {
+        let sql = format!(
+            "SELECT {ORG_COLUMNS}, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id \
+             WHERE m.user_id = $1 {}",
+            keyset("o.id", "<", 2, page, "DESC")
+        );
+        self.page(
+            &sql,
+            &[user.as_str()],
+            page,
+            |row| Ok((org_from_row(row)?, role_from_row(row)?)),
+            |(org, _)| org.id.to_string(),
+        )
+        .await
+    }
+
+    async fn member(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<Membership>> {
+        let row = sqlx::query(
+            "SELECT org_id, user_id, email, role, joined_at FROM memberships \
+             WHERE org_id = $1 AND user_id = $2",
+        )
+        .bind(org.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(member_from_row).transpose()
+    }
+
+    async fn members(&self, org: &OrgId, page: &PageRequest) -> StoreResult<Page<Membership>> {
+        let sql = format!(
+            "SELECT org_id, user_id, email, role, joined_at FROM memberships \
+             WHERE org_id = $1 {}",
+            keyset("user_id", ">", 2, page, "ASC")
+        );
+        self.page(&sql, &[org.as_str()], page, member_from_row, |m| {
+            m.user_id.to_string()
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(org_id = %membership.org_id, user_id = %membership.user_id))]
+    async fn set_member_role(
+        &self,
+        membership: &Membership,
+        previous: Option<Role>,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        match previous {
+            None => insert_member(&mut tx, membership).await?,
+            Some(previous) => {
+                let changed = sqlx::query(
+                    "UPDATE memberships SET role = $1 \
+                     WHERE org_id = $2 AND user_id = $3 AND role = $4",
+                )
+                .bind(membership.role.as_str())
+                .bind(membership.org_id.as_str())
+                .bind(membership.user_id.as_str())
+                .bind(previous.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(StoreError::Conflict);
+                }
+            }
+        }
+        let delta = owner_delta(previous, Some(membership.role));
+        if delta != 0 {
+            shift_owner_count(&mut tx, &membership.org_id, delta).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    #[tracing::instrument(skip_all, fields(org_id = %org, user_id = %user))]
+    async fn remove_member(
+        &self,
+        org: &OrgId,
+        user: &UserId,
+        previous: Role,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let removed =
+            sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND role = $3")
+                .bind(org.as_str())
+                .bind(user.as_str())
+                .bind(previous.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+        if removed != 1 {
+            return Err(StoreError::Conflict);
+        }
+        if previous == Role::Owner {
+            shift_owner_count(&mut tx, org, -1).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn audit_log(&self, org: &OrgId, page: &PageRequest) -> StoreResult<Page<AuditEntry>> {
+        let sql = format!(
+            "SELECT id, org_id, actor_user_id, action, target, before_json, after_json, ip, \
+                    user_agent, request_id, at \
+             FROM audit_log WHERE org_id = $1 {}",
+            keyset("id", "<", 2, page, "DESC")
+        );
+        self.page(&sql, &[org.as_str()], page, audit_from_row, |e| {
+            e.id.to_string()
+        })
+        .await
+    }
+}
+
+async fn insert_member(tx: &mut AnyTx, membership: &Membership) -> StoreResult<()> {
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (org_id, user_id, email, role, joined_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(membership.org_id.as_str())
+    .bind(membership.user_id.as_str())
+    .bind(membership.email.as_str())
+    .bind(membership.role.as_str())
+    .bind(millis(membership.joined_at))
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => Err(StoreError::Conflict),
+        Err(err) => Err(db_error(err)),
     }
 }

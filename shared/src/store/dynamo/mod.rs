@@ -30,6 +30,8 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashMap;
 
+mod orgs;
+
 type Item = HashMap<String, AttributeValue>;
 
 /// DynamoDB-backed store on one table with string keys `pk` and `sk`.

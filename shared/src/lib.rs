@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod lambda;
+pub mod orgs;
 pub mod ratelimit;
 pub mod state;
 pub mod store;

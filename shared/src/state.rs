@@ -4,6 +4,7 @@
 use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::orgs::Orgs;
 use crate::ratelimit::IpRateLimiter;
 use crate::store::{self, Store};
 use axum::extract::FromRef;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Account rules (signup, login, tokens).
     pub accounts: Accounts,
+    /// Tenancy rules (orgs, members, audit log).
+    pub orgs: Orgs,
     /// The per-IP auth throttle, when enabled.
     pub auth_ip_limit: Option<IpRateLimiter>,
 }
@@ -35,6 +38,7 @@ impl AppState {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&clock));
         let accounts = Accounts::new(
             Arc::clone(&store),
             PasswordHasher::new(config.argon2)?,
@@ -51,6 +55,7 @@ impl AppState {
             config: Arc::new(config),
             store,
             accounts,
+            orgs,
         })
     }
 }

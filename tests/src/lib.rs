@@ -249,3 +249,51 @@ pub fn claims_of(token: &str) -> Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("claims JSON")
 }
+
+/// A request with a JSON body (or none, when `body` is `Null`) and a bearer token.
+pub async fn call(server: &Server, method: Method, path: &str, token: &str, body: Value) -> Reply {
+    let mut request = server.request(method, path).bearer_auth(token);
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    Reply::from(request.send().await.expect("request sent")).await
+}
+
+/// A signed-up, logged-in user.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The user id.
+    pub id: String,
+    /// The email.
+    pub email: String,
+    /// A bearer token.
+    pub token: String,
+}
+
+impl Server {
+    /// Signs up and logs in a fresh user.
+    pub async fn account(&self) -> Account {
+        let email = unique_email();
+        let user = self.signup(&email, "correct horse battery").await;
+        let tokens = self.login(&email, "correct horse battery").await;
+        Account {
+            id: user["id"].as_str().expect("id").into(),
+            email,
+            token: tokens.access,
+        }
+    }
+
+    /// Creates an org as `owner`, returning its id.
+    pub async fn org(&self, owner: &Account, name: &str) -> String {
+        let reply = call(
+            self,
+            Method::POST,
+            "/v1/orgs",
+            &owner.token,
+            json!({"name": name}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["id"].as_str().expect("id").into()
+    }
+}

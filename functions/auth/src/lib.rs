@@ -8,8 +8,11 @@ use axum::routing::{get, post};
 use axum::{Router, middleware};
 use meterline::AppState;
 use meterline::auth::{Accounts, TokenPair};
-use meterline::domain::{DisplayName, Email, Password, User};
+use meterline::domain::{
+    DisplayName, Email, MAX_PAGE_SIZE, OrgId, PageRequest, Password, Role, User,
+};
 use meterline::http::{ApiError, Caller, Json, JsonOrForm, OptionalJson, throttle_by_ip};
+use meterline::orgs::Orgs;
 use serde::{Deserialize, Serialize};
 
 /// The auth routes, at the same paths as in `template.yaml`, throttled per client IP.
@@ -101,20 +104,38 @@ async fn logout(
 struct Me {
     #[serde(flatten)]
     user: User,
-    /// `[{org_id, name, role}]`; always empty until organizations exist.
-    memberships: Vec<serde_json::Value>,
+    memberships: Vec<MembershipView>,
+}
+
+/// One of the caller's memberships.
+#[derive(Serialize)]
+struct MembershipView {
+    org_id: OrgId,
+    name: String,
+    role: Role,
 }
 
 async fn me(
     State(accounts): State<Accounts>,
+    State(orgs): State<Orgs>,
     Caller(caller): Caller,
 ) -> Result<Json<Me>, ApiError> {
     let user = accounts.me(&caller).await?;
-    // Organizations do not exist yet; the list fills once the orgs group lands.
-    Ok(Json(Me {
-        user,
-        memberships: Vec::new(),
-    }))
+    let mut memberships = Vec::new();
+    let mut page = PageRequest::first(MAX_PAGE_SIZE);
+    loop {
+        let orgs = orgs.list(&caller.user_id, &page).await?;
+        memberships.extend(orgs.items.into_iter().map(|(org, role)| MembershipView {
+            org_id: org.id,
+            name: org.name,
+            role,
+        }));
+        match orgs.next_cursor {
+            Some(cursor) => page = PageRequest::parse(Some(MAX_PAGE_SIZE.into()), Some(&cursor))?,
+            None => break,
+        }
+    }
+    Ok(Json(Me { user, memberships }))
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 
 /// Every endpoint group on one router.
 pub fn app(state: AppState) -> Router {
-    let routes = Router::new().merge(meterline_auth::router(state.clone()));
+    let routes = Router::new()
+        .merge(meterline_auth::router(state.clone()))
+        .merge(meterline_orgs::router(state.clone()));
     meterline::http::service(routes, &state)
 }
 

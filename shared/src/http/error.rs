@@ -7,6 +7,7 @@
 use super::request_id;
 use crate::auth::AuthError;
 use crate::domain::ValidationError;
+use crate::orgs::OrgError;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -268,6 +269,25 @@ impl From<AuthError> for ApiError {
             AuthError::TokenRevoked => Self::unauthorized("token_revoked", detail),
             AuthError::Store(err) => err.into(),
             AuthError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<OrgError> for ApiError {
+    fn from(err: OrgError) -> Self {
+        let detail = err.to_string();
+        match err {
+            OrgError::NotFound => Self::not_found(detail),
+            OrgError::Forbidden(denied) => Self::Forbidden(denied.0.to_owned()),
+            OrgError::UserNotFound => Self::NotFound {
+                code: "user_not_found",
+                detail,
+            },
+            OrgError::MemberNotFound => Self::NotFound {
+                code: "member_not_found",
+                detail,
+            },
+            OrgError::Store(err) => err.into(),
         }
     }
 }

@@ -2,13 +2,15 @@
 //! missing field 422, a wrong content type 415, an oversized body 413. Never a 500.
 
 use super::ApiError;
+use crate::domain::{Page, PageRequest};
 use axum::body::Bytes;
 use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// JSON in and out; like `axum::Json` but rejecting with [`ApiError`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -147,5 +149,93 @@ impl From<FormRejection> for ApiError {
             ),
             other => body_error(other.status()),
         }
+    }
+}
+
+/// Query-string parameters; like `axum::extract::Query` but rejecting with [`ApiError`].
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::BadRequest {
+                    code: "invalid_query",
+                    detail: rejection.body_text(),
+                })?;
+        Ok(Self(value))
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `?limit=` (1-100, default 50) and `?cursor=` for list endpoints.
+#[derive(Debug, Clone)]
+pub struct Paging(pub PageRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(query) = Query::<PageQuery>::from_request_parts(parts, state).await?;
+        Ok(Self(PageRequest::parse(
+            query.limit,
+            query.cursor.as_deref(),
+        )?))
+    }
+}
+
+/// A list response: `{"data":[...],"next_cursor":null|"..."}`.
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    data: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T> List<T> {
+    /// Shows a page, each item through `view`.
+    pub fn of<U>(page: Page<U>, view: impl FnMut(U) -> T) -> Self {
+        let page = page.map(view);
+        Self {
+            data: page.items,
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for List<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self).into_response()
+    }
+}
+
+/// Path parameters; a segment that cannot be decoded is a 404 problem (no such resource).
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("no such resource"))?;
+        Ok(Self(value))
     }
 }

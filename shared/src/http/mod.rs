@@ -7,6 +7,7 @@ mod client_ip;
 mod error;
 mod extract;
 mod health;
+mod origin;
 pub mod request_id;
 mod throttle;
 
@@ -14,5 +15,6 @@ pub use app::service;
 pub use bearer::Caller;
 pub use client_ip::ClientIp;
 pub use error::ApiError;
-pub use extract::{Json, JsonOrForm, OptionalJson};
+pub use extract::{Json, JsonOrForm, List, OptionalJson, Paging, Path, Query};
+pub use origin::Origin;
 pub use throttle::throttle_by_ip;

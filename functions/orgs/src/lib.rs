@@ -1,0 +1,229 @@
+//! The organizations endpoint group (`/v1/orgs/*`): orgs, members and roles, the audit log.
+//! The rules live in [`meterline::orgs::Orgs`]; this crate maps HTTP onto them.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get};
+use chrono::{DateTime, Utc};
+use meterline::AppState;
+use meterline::domain::{
+    AuditEntry, Email, Membership, Org, OrgId, OrgName, Role, UserId, ValidationError,
+    parse_rate_limit,
+};
+use meterline::http::{ApiError, Caller, Json, List, Origin, Paging, Path};
+use meterline::orgs::{MemberChange, Orgs};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The orgs routes, at the same paths as in `template.yaml`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/orgs", get(list_orgs).post(create_org))
+        .route(
+            "/v1/orgs/{org}",
+            get(get_org).patch(update_org).delete(delete_org),
+        )
+        .route("/v1/orgs/{org}/members", get(list_members).post(put_member))
+        .route("/v1/orgs/{org}/members/{user}", delete(remove_member))
+        .route("/v1/orgs/{org}/audit-log", get(audit_log))
+        .with_state(state)
+}
+
+/// An org as its members see it, with the caller's role.
+#[derive(Serialize)]
+struct OrgView {
+    id: OrgId,
+    name: String,
+    rate_limit_rpm: Option<u32>,
+    #[serde(with = "meterline::time_format")]
+    created_at: DateTime<Utc>,
+    role: Role,
+}
+
+impl OrgView {
+    fn of((org, role): (Org, Role)) -> Self {
+        Self {
+            id: org.id,
+            name: org.name,
+            rate_limit_rpm: org.rate_limit_rpm,
+            created_at: org.created_at,
+            role,
+        }
+    }
+}
+
+/// A member as the org's members see them.
+#[derive(Serialize)]
+struct MemberView {
+    user_id: UserId,
+    email: Email,
+    role: Role,
+    #[serde(with = "meterline::time_format")]
+    joined_at: DateTime<Utc>,
+}
+
+impl MemberView {
+    fn of(member: Membership) -> Self {
+        Self {
+            user_id: member.user_id,
+            email: member.email,
+            role: member.role,
+            joined_at: member.joined_at,
+        }
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn rate_limit(rpm: Option<i64>) -> Result<Option<u32>, ValidationError> {
+    rpm.map(|rpm| parse_rate_limit("rate_limit_rpm", rpm))
+        .transpose()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrg {
+    name: String,
+    rate_limit_rpm: Option<i64>,
+}
+
+async fn create_org(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Origin(origin): Origin,
+    Json(body): Json<CreateOrg>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (name, rpm) = (OrgName::parse(&body.name), rate_limit(body.rate_limit_rpm));
+    let (Ok(name), Ok(rpm)) = (name.clone(), rpm.clone()) else {
+        let errors = [name.err(), rpm.err()].into_iter().flatten().collect();
+        return Err(ApiError::invalid(errors));
+    };
+    let org = orgs.create(&caller.user_id, name, rpm, &origin).await?;
+    Ok((StatusCode::CREATED, Json(OrgView::of((org, Role::Owner)))))
+}
+
+async fn list_orgs(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Paging(page): Paging,
+) -> Result<List<OrgView>, ApiError> {
+    Ok(List::of(
+        orgs.list(&caller.user_id, &page).await?,
+        OrgView::of,
+    ))
+}
+
+async fn get_org(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Path(org): Path<String>,
+) -> Result<Json<OrgView>, ApiError> {
+    Ok(Json(OrgView::of(orgs.get(&caller.user_id, &org).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateOrg {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    rate_limit_rpm: Option<Option<i64>>,
+}
+
+async fn update_org(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Origin(origin): Origin,
+    Path(org): Path<String>,
+    Json(body): Json<UpdateOrg>,
+) -> Result<Json<OrgView>, ApiError> {
+    let name = body.name.as_deref().map(OrgName::parse).transpose();
+    let rpm = body.rate_limit_rpm.map(rate_limit).transpose();
+    let (Ok(name), Ok(rpm)) = (name.clone(), rpm.clone()) else {
+        let errors = [name.err(), rpm.err()].into_iter().flatten().collect();
+        return Err(ApiError::invalid(errors));
+    };
+    let updated = orgs
+        .update(&caller.user_id, &org, name, rpm, &origin)
+        .await?;
+    Ok(Json(OrgView::of(updated)))
+}
+
+async fn delete_org(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Origin(origin): Origin,
+    Path(org): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    orgs.delete(&caller.user_id, &org, &origin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_members(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Path(org): Path<String>,
+    Paging(page): Paging,
+) -> Result<List<MemberView>, ApiError> {
+    let members = orgs.members(&caller.user_id, &org, &page).await?;
+    Ok(List::of(members, MemberView::of))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutMember {
+    email: String,
+    role: String,
+}
+
+async fn put_member(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Origin(origin): Origin,
+    Path(org): Path<String>,
+    Json(body): Json<PutMember>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (email, role) = (Email::parse(&body.email), body.role.parse::<Role>());
+    let (Ok(email), Ok(role)) = (email.clone(), role.clone()) else {
+        let errors = [email.err(), role.err()].into_iter().flatten().collect();
+        return Err(ApiError::invalid(errors));
+    };
+    let (member, change) = orgs
+        .put_member(&caller.user_id, &org, &email, role, &origin)
+        .await?;
+    let status = match change {
+        MemberChange::Added => StatusCode::CREATED,
+        MemberChange::Updated => StatusCode::OK,
+    };
+    Ok((status, Json(MemberView::of(member))))
+}
+
+async fn remove_member(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Origin(origin): Origin,
+    Path((org, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    orgs.remove_member(&caller.user_id, &org, &user, &origin)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn audit_log(
+    State(orgs): State<Orgs>,
+    Caller(caller): Caller,
+    Path(org): Path<String>,
+    Paging(page): Paging,
+) -> Result<List<AuditEntry>, ApiError> {
+    Ok(List::of(
+        orgs.audit_log(&caller.user_id, &org, &page).await?,
+        |e| e,
+    ))
+}

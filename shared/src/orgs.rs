@@ -4,8 +4,8 @@
 
 use crate::clock::Clock;
 use crate::domain::{
-    AuditEntry, AuditOrigin, Denied, Email, Membership, Org, OrgAction, OrgId, OrgName, Page,
-    PageRequest, Role, UserId, authorize,
+    AuditEntry, AuditOrigin, Denied, Email, MAX_PAGE_SIZE, Membership, Org, OrgAction, OrgId,
+    OrgName, Page, PageRequest, Role, UserId, authorize,
 };
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
@@ -305,6 +305,33 @@ impl Orgs {
         self.store
             .remove_member(&org.id, &member, current.role, &audit)
             .await?;
+        Ok(())
+    }
+
+    /// Records a change to the caller's own account (e.g. `user.password_changed`) in the
+    /// audit log of every org they belong to, so each org's admins see it.
+    pub async fn record_account_event(
+        &self,
+        caller: &UserId,
+        action: &str,
+        origin: &AuditOrigin,
+    ) -> Result<(), OrgError> {
+        let now = self.now();
+        let mut entries = Vec::new();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let orgs = self.store.orgs_of_user(caller, &page).await?;
+            entries.extend(orgs.items.iter().map(|(org, _)| {
+                AuditEntry::new(&org.id, caller, action, caller.as_str(), origin, now)
+            }));
+            match orgs.next(MAX_PAGE_SIZE) {
+                Some(next) => page = next,
+                None => break,
+            }
+        }
+        if !entries.is_empty() {
+            self.store.append_audit(&entries).await?;
+        }
         Ok(())
     }
 

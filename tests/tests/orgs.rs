@@ -347,6 +347,22 @@ async fn the_role_matrix(backend: Backend) {
     let gone = call(server, Method::GET, &f.path(""), &member.token, Value::Null).await;
     expect(&gone, StatusCode::NOT_FOUND, Some("not_found"));
 
+    // A member's password change shows in the log of each of their orgs.
+    let changed = call(
+        server,
+        Method::POST,
+        "/v1/auth/password",
+        &admin.token,
+        json!({"current_password": "correct horse battery", "new_password": "another long secret"}),
+    )
+    .await;
+    expect(&changed, StatusCode::NO_CONTENT, None);
+    f.audited.borrow_mut().push((
+        "user.password_changed".into(),
+        admin.id.clone(),
+        admin.id.clone(),
+    ));
+
     // Every change above is in the log, newest first, with its actor and before/after.
     let log = call(
         server,
@@ -384,6 +400,9 @@ async fn the_role_matrix(backend: Backend) {
             }
             Some("member.removed" | "member.left") => {
                 assert!(entry["before"].is_object() && entry["after"].is_null())
+            }
+            Some("user.password_changed") => {
+                assert!(entry["before"].is_null() && entry["after"].is_null())
             }
             _ => assert!(
                 entry["before"].is_object() && entry["after"].is_object(),

@@ -11,7 +11,7 @@ use meterline::auth::{Accounts, TokenPair};
 use meterline::domain::{
     DisplayName, Email, MAX_PAGE_SIZE, OrgId, PageRequest, Password, Role, User,
 };
-use meterline::http::{ApiError, Caller, Json, JsonOrForm, OptionalJson, throttle_by_ip};
+use meterline::http::{ApiError, Caller, Json, JsonOrForm, OptionalJson, Origin, throttle_by_ip};
 use meterline::orgs::Orgs;
 use serde::{Deserialize, Serialize};
 
@@ -125,13 +125,14 @@ async fn me(
     let mut page = PageRequest::first(MAX_PAGE_SIZE);
     loop {
         let orgs = orgs.list(&caller.user_id, &page).await?;
+        let next = orgs.next(MAX_PAGE_SIZE);
         memberships.extend(orgs.items.into_iter().map(|(org, role)| MembershipView {
             org_id: org.id,
             name: org.name,
             role,
         }));
-        match orgs.next_cursor {
-            Some(cursor) => page = PageRequest::parse(Some(MAX_PAGE_SIZE.into()), Some(&cursor))?,
+        match next {
+            Some(next) => page = next,
             None => break,
         }
     }
@@ -146,12 +147,16 @@ struct ChangePasswordRequest {
 
 async fn change_password(
     State(accounts): State<Accounts>,
+    State(orgs): State<Orgs>,
     Caller(caller): Caller,
+    Origin(origin): Origin,
     Json(body): Json<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     let new = Password::parse("new_password", body.new_password)?;
     accounts
         .change_password(&caller, body.current_password, new)
+        .await?;
+    orgs.record_account_event(&caller.user_id, "user.password_changed", &origin)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

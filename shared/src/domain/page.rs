@@ -77,6 +77,12 @@ impl<T> Page<T> {
         Self::new(items, next_after)
     }
 
+    /// The request for the page after this one, of `limit` items; `None` on the last page.
+    pub fn next(&self, limit: u32) -> Option<PageRequest> {
+        let cursor = self.next_cursor.as_deref()?;
+        PageRequest::parse(Some(limit.into()), Some(cursor)).ok()
+    }
+
     /// Maps the items, keeping the cursor.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {

@@ -62,6 +62,10 @@ pub trait OrgStore: Send + Sync + 'static {
 
     /// An org's audit log, newest first.
     async fn audit_log(&self, org: &OrgId, page: &PageRequest) -> StoreResult<Page<AuditEntry>>;
+
+    /// Appends entries recorded about a change made elsewhere (a member's password change,
+    /// seen in each of their orgs).
+    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()>;
 }
 
 /// How a role change moves the org's owner count: -1, 0 or +1.

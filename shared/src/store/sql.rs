@@ -727,6 +727,20 @@ impl OrgStore for SqlStore {
         })
         .await
     }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        self.append_audit_entries(entries).await
+    }
+}
+
+impl SqlStore {
+    async fn append_audit_entries(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for entry in entries {
+            insert_audit(&mut tx, entry).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
 }
 
 async fn insert_member(tx: &mut AnyTx, membership: &Membership) -> StoreResult<()> {

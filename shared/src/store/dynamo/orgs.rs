@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, TransactWriteItem, Update,
-    WriteRequest,
+    ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, PutRequest, TransactWriteItem,
+    Update, WriteRequest,
 };
 use std::collections::HashMap;
 
@@ -296,17 +296,23 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// Deletes many items, following DynamoDB's unprocessed items until all are gone.
+    /// Deletes many items.
     async fn batch_delete(&self, keys: Vec<Item>) -> StoreResult<()> {
-        for chunk in keys.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|k| {
-                    let delete = DeleteRequest::builder().set_key(Some(k.clone())).build()?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<_, aws_sdk_dynamodb::error::BuildError>>()
-                .map_err(build_error)?;
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                let delete = DeleteRequest::builder().set_key(Some(k)).build()?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<_, aws_sdk_dynamodb::error::BuildError>>()
+            .map_err(build_error)?;
+        self.batch_write(requests).await
+    }
+
+    /// Runs writes in batches of 25, following DynamoDB's unprocessed items until all are done.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> StoreResult<()> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
             while !pending.is_empty() {
                 let out = self
                     .client
@@ -569,5 +575,19 @@ impl OrgStore for DynamoStore {
         Ok(Page::from_overfetch(entries, page.limit, |e| {
             e.id.to_string()
         }))
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let requests = entries
+            .iter()
+            .map(|entry| {
+                let put = PutRequest::builder()
+                    .set_item(Some(audit_item(entry)))
+                    .build()?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<_, aws_sdk_dynamodb::error::BuildError>>()
+            .map_err(build_error)?;
+        self.batch_write(requests).await
     }
 }

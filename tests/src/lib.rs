@@ -10,6 +10,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+/// Generates one test per store backend (`sqlite::case`, `postgres::case`, `dynamodb::case`)
+/// for each `async fn case(backend: Backend)` named.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::$case($crate::Backend::Sqlite).await } )+ }
+        mod postgres { $( #[tokio::test] async fn $case() { super::$case($crate::Backend::Postgres).await } )+ }
+        mod dynamodb { $( #[tokio::test] async fn $case() { super::$case($crate::Backend::Dynamodb).await } )+ }
+    };
+}
+
 /// The JWT secret the test servers sign with, so tests can forge expired tokens.
 pub const TEST_JWT_SECRET: &str = "meterline-e2e-secret-0123456789abcdef";
 

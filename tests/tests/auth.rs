@@ -225,15 +225,7 @@ async fn success_resets_the_failure_count(backend: Backend) {
     server.login(&email, PASSWORD).await;
 }
 
-macro_rules! on_every_backend {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Sqlite).await } )+ }
-        mod postgres { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Postgres).await } )+ }
-        mod dynamodb { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Dynamodb).await } )+ }
-    };
-}
-
-on_every_backend!(
+meterline_e2e::on_every_backend!(
     account_lifecycle,
     lockout_after_five_failures,
     success_resets_the_failure_count,

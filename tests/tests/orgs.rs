@@ -661,15 +661,7 @@ async fn orgs_page_newest_first_exactly_once(backend: Backend) {
     );
 }
 
-macro_rules! on_every_backend {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Sqlite).await } )+ }
-        mod postgres { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Postgres).await } )+ }
-        mod dynamodb { $( #[tokio::test] async fn $case() { super::$case(meterline_e2e::Backend::Dynamodb).await } )+ }
-    };
-}
-
-on_every_backend!(
+meterline_e2e::on_every_backend!(
     the_role_matrix,
     tenants_are_isolated,
     concurrent_demotions_leave_an_owner,

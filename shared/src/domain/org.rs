@@ -1,6 +1,7 @@
 //! Organizations, their members' roles, and who may do what: the tenancy rules, kept free of
 //! I/O so every endpoint and backend applies the same ones.
 
+use super::user::short_text;
 use super::{Email, OrgId, UserId, ValidationError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -58,23 +59,7 @@ pub struct OrgName(String);
 impl OrgName {
     /// Validates a name.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(ValidationError::new("name", "is required"));
-        }
-        if name.chars().count() > 100 {
-            return Err(ValidationError::new(
-                "name",
-                "must be at most 100 characters",
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(name.to_owned()))
+        short_text("name", raw).map(Self)
     }
 
     /// The name as text.

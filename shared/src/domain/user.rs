@@ -27,28 +27,35 @@ pub struct DisplayName(String);
 impl DisplayName {
     /// Validates an optional name; blank means "no name".
     pub fn parse(raw: Option<String>) -> Result<Option<Self>, ValidationError> {
-        let Some(raw) = raw else { return Ok(None) };
-        let name = raw.trim();
-        if name.is_empty() {
-            return Ok(None);
+        match raw.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(name) => Ok(Some(Self(short_text("name", name)?))),
         }
-        if name.chars().count() > 100 {
-            return Err(ValidationError::new(
-                "name",
-                "must be at most 100 characters",
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Some(Self(name.to_owned())))
     }
 
     /// The name as text.
     pub fn into_inner(self) -> String {
         self.0
     }
+}
+
+/// A trimmed, non-empty, single-line text of at most 100 characters: the rule for every name.
+pub(super) fn short_text(field: &'static str, raw: &str) -> Result<String, ValidationError> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(ValidationError::new(field, "is required"));
+    }
+    if text.chars().count() > 100 {
+        return Err(ValidationError::new(
+            field,
+            "must be at most 100 characters",
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(text.to_owned())
 }

@@ -2,11 +2,13 @@
 //! them together (signup, login with lockout, rotation with reuse detection, logout).
 
 mod accounts;
+mod api_key;
 mod jwt;
 mod password;
 mod refresh;
 
 pub use accounts::{AccessContext, Accounts, AuthError, LockoutPolicy, TokenPair};
+pub use api_key::{ApiKeyHash, ApiKeySecret, DISPLAY_PREFIX_CHARS, KEY_PREFIX};
 pub use jwt::{AccessClaims, IssuedAccessToken, TokenKeys, TokenRejection};
 pub use password::{PasswordHash, PasswordHasher};
 pub use refresh::{RefreshSecret, TokenHash};

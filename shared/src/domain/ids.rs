@@ -5,6 +5,19 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Mutex;
+
+/// One monotonic ULID source per process: ids made in the same millisecond still sort in the
+/// order they were made (a plain `Ulid::new()` randomises them within the millisecond).
+static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+
+fn next_ulid() -> ulid::Ulid {
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random one.
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
+}
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -19,7 +32,7 @@ macro_rules! prefixed_id {
 
             /// A fresh id, ordered after every id made earlier by this process.
             pub fn generate() -> Self {
-                Self(format!("{}_{}", $prefix, ulid::Ulid::new().to_string().to_lowercase()))
+                Self(format!("{}_{}", $prefix, next_ulid().to_string().to_lowercase()))
             }
 
             /// Accepts only a well-formed id of this kind, so a mistyped path segment is a clean
@@ -86,6 +99,11 @@ prefixed_id!(
     "org"
 );
 prefixed_id!(
+    /// Names an API key (never the key itself).
+    ApiKeyId,
+    "key"
+);
+prefixed_id!(
     /// Names one audit-log entry.
     AuditEntryId,
     "aud"
@@ -98,10 +116,11 @@ mod tests {
     #[test]
     fn generated_ids_parse_back_and_sort_by_time() {
         let a = UserId::generate();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let b = UserId::generate();
         assert_eq!(UserId::parse(a.as_str()), Some(a.clone()));
-        assert!(a < b);
+        // Even within one millisecond, later ids sort after earlier ones.
+        let burst: Vec<UserId> = (0..1000).map(|_| UserId::generate()).collect();
+        assert!(burst.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(a < burst[0]);
         assert!(a.as_str().starts_with("usr_"));
     }
 

@@ -3,6 +3,7 @@
 //! Everything that enters the system from outside is parsed into one of these types at the edge,
 //! so the rest of the code never handles a raw, unvalidated string.
 
+mod api_key;
 mod audit;
 mod email;
 mod ids;
@@ -11,9 +12,10 @@ mod page;
 mod password;
 mod user;
 
+pub use api_key::ApiKey;
 pub use audit::{AuditEntry, AuditOrigin};
 pub use email::Email;
-pub use ids::{AuditEntryId, OrgId, SessionId, TokenId, UserId};
+pub use ids::{ApiKeyId, AuditEntryId, OrgId, SessionId, TokenId, UserId};
 pub use org::{
     Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,
     parse_rate_limit,

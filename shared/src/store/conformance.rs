@@ -77,6 +77,7 @@ async fn logged_in(store: &dyn Store, user: &UserId) -> (Session, RefreshTokenRe
 
 /// The cases, each taking a fresh store.
 mod cases {
+    pub use super::key_cases::*;
     pub use super::org_cases::*;
     use super::*;
 
@@ -833,6 +834,172 @@ mod org_cases {
     }
 }
 
+/// The API-key cases.
+mod key_cases {
+    use super::orgs::*;
+    use super::*;
+    use crate::auth::ApiKeySecret;
+    use crate::domain::{ApiKey, ApiKeyId, OrgId, PageRequest};
+
+    fn new_key(org: &OrgId, name: &str) -> (ApiKey, ApiKeySecret) {
+        let secret = ApiKeySecret::generate();
+        let key = ApiKey {
+            id: ApiKeyId::generate(),
+            org_id: org.clone(),
+            name: name.into(),
+            prefix: secret.display_prefix(),
+            created_at: now(),
+            expires_at: Some(now() + Duration::days(7)),
+            last_used_at: None,
+            rate_limit_rpm: Some(120),
+            revoked_at: None,
+        };
+        (key, secret)
+    }
+
+    pub async fn api_keys_are_found_by_hash_listed_and_revoked(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let org = created(&*store, &owner, "Acme").await;
+        let other = created(&*store, &owner, "Other").await;
+        let (first, first_secret) = new_key(&org.id, "first");
+        let (second, _) = new_key(&org.id, "second");
+        for (key, secret) in [
+            (&first, &first_secret),
+            (&second, &ApiKeySecret::generate()),
+        ] {
+            store
+                .create_api_key(
+                    key,
+                    &secret.hash(),
+                    &audit(&org.id, &owner.user.id, "api_key.created"),
+                )
+                .await
+                .expect("create");
+        }
+        assert_eq!(
+            store
+                .api_key_by_hash(&first_secret.hash())
+                .await
+                .expect("read"),
+            Some(first.clone())
+        );
+        assert!(
+            store
+                .api_key_by_hash(&ApiKeySecret::generate().hash())
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let listed = store
+            .api_keys(&org.id, &PageRequest::first(1))
+            .await
+            .expect("list");
+        assert_eq!(listed.items, vec![second.clone()]);
+        let rest = store
+            .api_keys(&org.id, &listed.next(1).expect("more"))
+            .await
+            .expect("list");
+        assert_eq!(rest.items, vec![first.clone()]);
+        assert!(
+            store
+                .api_keys(&other.id, &PageRequest::first(10))
+                .await
+                .expect("list")
+                .items
+                .is_empty()
+        );
+
+        // Another org cannot revoke it; its own org can, once.
+        let at = now();
+        let foreign = store
+            .revoke_api_key(
+                &other.id,
+                &first.id,
+                at,
+                &audit(&other.id, &owner.user.id, "api_key.revoked"),
+            )
+            .await;
+        assert_eq!(foreign.expect("revoke"), Revoked::NotFound);
+        let revoked = store
+            .revoke_api_key(
+                &org.id,
+                &first.id,
+                at,
+                &audit(&org.id, &owner.user.id, "api_key.revoked"),
+            )
+            .await;
+        assert_eq!(revoked.expect("revoke"), Revoked::Now);
+        let again = store
+            .revoke_api_key(
+                &org.id,
+                &first.id,
+                at,
+                &audit(&org.id, &owner.user.id, "api_key.revoked"),
+            )
+            .await;
+        assert_eq!(again.expect("revoke"), Revoked::Already);
+        let read = store
+            .api_key_by_hash(&first_secret.hash())
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(read.revoked_at, Some(at));
+        assert!(!read.is_active(now()));
+        let actions: Vec<String> = store
+            .audit_log(&org.id, &PageRequest::first(10))
+            .await
+            .expect("log")
+            .items
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "api_key.revoked",
+                "api_key.created",
+                "api_key.created",
+                "org.created"
+            ]
+        );
+
+        store
+            .touch_api_key(&org.id, &second.id, at)
+            .await
+            .expect("touch");
+        let listed = store
+            .api_keys(&org.id, &PageRequest::first(10))
+            .await
+            .expect("list");
+        assert_eq!(listed.items[0].last_used_at, Some(at));
+    }
+
+    pub async fn a_deleted_orgs_keys_stop_authenticating(store: Arc<dyn Store>) {
+        let owner = signed_up(&*store).await;
+        let org = created(&*store, &owner, "Doomed").await;
+        let (key, secret) = new_key(&org.id, "k");
+        store
+            .create_api_key(
+                &key,
+                &secret.hash(),
+                &audit(&org.id, &owner.user.id, "api_key.created"),
+            )
+            .await
+            .expect("create");
+        store
+            .delete_org(&org.id, &audit(&org.id, &owner.user.id, "org.deleted"))
+            .await
+            .expect("delete");
+        assert!(
+            store
+                .api_key_by_hash(&secret.hash())
+                .await
+                .expect("read")
+                .is_none()
+        );
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -874,4 +1041,6 @@ every_backend!(
     owners_demoting_each_other_at_once_leave_one,
     a_deleted_org_is_gone_but_its_log_stays,
     the_audit_log_pages_newest_first,
+    api_keys_are_found_by_hash_listed_and_revoked,
+    a_deleted_orgs_keys_stop_authenticating,
 );

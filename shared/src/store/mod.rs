@@ -3,6 +3,7 @@
 //!
 //! Every backend passes the conformance suite in `conformance.rs`.
 
+mod api_keys;
 pub mod dynamo;
 mod orgs;
 pub mod postgres;
@@ -13,6 +14,7 @@ pub mod testing;
 #[cfg(test)]
 mod conformance;
 
+pub use api_keys::{ApiKeyStore, Revoked};
 pub use dynamo::DynamoStore;
 pub use orgs::OrgStore;
 pub use sql::SqlStore;
@@ -109,7 +111,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Durable state: what every backend must provide, with the same behaviour.
 #[async_trait]
-pub trait Store: OrgStore + Send + Sync + 'static {
+pub trait Store: OrgStore + ApiKeyStore + Send + Sync + 'static {
     /// The backend's name (`sqlite`, `postgres`, `dynamodb`), for health reports and logs.
     fn backend(&self) -> &'static str;
 

@@ -30,6 +30,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashMap;
 
+mod api_keys;
 mod orgs;
 
 type Item = HashMap<String, AttributeValue>;

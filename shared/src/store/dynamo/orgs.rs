@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::types::{
 };
 use std::collections::HashMap;
 
-fn org_pk(org: &OrgId) -> String {
+pub(super) fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
 }
 
@@ -89,7 +89,7 @@ fn user_side_item(m: &Membership) -> Item {
     item
 }
 
-fn audit_item(entry: &AuditEntry) -> Item {
+pub(super) fn audit_item(entry: &AuditEntry) -> Item {
     let mut item = key(org_pk(&entry.org_id), &format!("AUDIT#{}", entry.id));
     item.insert("entry_id".into(), s(entry.id.as_str()));
     item.insert("org_id".into(), s(entry.org_id.as_str()));
@@ -154,7 +154,7 @@ fn cancellation_codes<R>(
     })
 }
 
-fn is_cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+pub(super) fn is_cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
     matches!(
         err.as_service_error(),
         Some(TransactWriteItemsError::TransactionCanceledException(_))
@@ -237,7 +237,7 @@ impl DynamoStore {
         Err(StoreError::Conflict)
     }
 
-    async fn query_page(
+    pub(super) async fn query_page(
         &self,
         pk: String,
         sk_prefix: &str,
@@ -297,7 +297,7 @@ impl DynamoStore {
     }
 
     /// Deletes many items.
-    async fn batch_delete(&self, keys: Vec<Item>) -> StoreResult<()> {
+    pub(super) async fn batch_delete(&self, keys: Vec<Item>) -> StoreResult<()> {
         let requests = keys
             .into_iter()
             .map(|k| {
@@ -420,6 +420,7 @@ impl OrgStore for DynamoStore {
             .send()
             .await
             .map_err(sdk_error)?;
+        self.delete_org_keys(org).await?;
         let mut page = PageRequest::first(99);
         loop {
             let items = self

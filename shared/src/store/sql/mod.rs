@@ -3,6 +3,8 @@
 //!
 //! Statements use `$n` placeholders, which both drivers accept.
 
+mod api_keys;
+
 use super::orgs::owner_delta;
 use super::{
     Consumed, LoginFailures, OrgStore, RefreshTokenRecord, Session, Store, StoreError, StoreResult,

@@ -4,6 +4,7 @@
 //! Handlers in the function crates reach storage only through [`store::Store`], so every
 //! backend behaves the same.
 
+pub mod api_keys;
 pub mod auth;
 pub mod clock;
 pub mod config;

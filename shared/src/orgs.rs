@@ -27,6 +27,9 @@ pub enum OrgError {
     /// The user is not a member of the org.
     #[error("no such member")]
     MemberNotFound,
+    /// The org has no such API key.
+    #[error("no such API key")]
+    ApiKeyNotFound,
     /// The store refused or failed (last owner, conflict, outage).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -69,8 +72,9 @@ impl Orgs {
             .unwrap_or(now)
     }
 
-    /// The org and the caller's role, after checking the caller may do `action`.
-    async fn load(
+    /// The org and the caller's role, after checking the caller may do `action`: the one
+    /// door to anything org-scoped (non-members get [`OrgError::NotFound`]).
+    pub async fn load(
         &self,
         caller: &UserId,
         org: &str,

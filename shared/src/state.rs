@@ -1,6 +1,7 @@
 //! What every handler can reach: configuration, the store and the services built on it.
 //! Built once per process (per Lambda instance) and shared by clone.
 
+use crate::api_keys::ApiKeys;
 use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Tenancy rules (orgs, members, audit log).
     pub orgs: Orgs,
+    /// API-key management.
+    pub api_keys: ApiKeys,
     /// The per-IP auth throttle, when enabled.
     pub auth_ip_limit: Option<IpRateLimiter>,
 }
@@ -39,6 +42,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&clock));
+        let api_keys = ApiKeys::new(Arc::clone(&store), orgs.clone(), Arc::clone(&clock));
         let accounts = Accounts::new(
             Arc::clone(&store),
             PasswordHasher::new(config.argon2)?,
@@ -56,6 +60,7 @@ impl AppState {
             store,
             accounts,
             orgs,
+            api_keys,
         })
     }
 }

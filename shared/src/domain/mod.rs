@@ -22,7 +22,7 @@ pub use org::{
 };
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use password::{Password, PasswordAttempt};
-pub use user::{DisplayName, User};
+pub use user::{DisplayName, User, short_text};
 
 /// Why a value from a client was refused; carried to a 422 problem naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -136,6 +136,10 @@ pub enum OrgAction {
     },
     /// Read the audit log.
     ViewAuditLog,
+    /// List the org's API keys (metadata only).
+    ViewApiKeys,
+    /// Create or revoke API keys.
+    ManageApiKeys,
 }
 
 /// The caller's role does not allow the action (403).
@@ -157,14 +161,15 @@ pub fn authorize(actor: Role, action: OrgAction) -> Result<(), Denied> {
         return Err(Denied("only an owner can grant or remove the owner role"));
     }
     let allowed = match action {
-        OrgAction::View | OrgAction::ViewMembers => true,
+        OrgAction::View | OrgAction::ViewMembers | OrgAction::ViewApiKeys => true,
         OrgAction::Delete => actor == Role::Owner,
         OrgAction::RemoveMember { is_self: true, .. } => true,
         OrgAction::Update
         | OrgAction::AddMember(_)
         | OrgAction::ChangeRole { .. }
         | OrgAction::RemoveMember { .. }
-        | OrgAction::ViewAuditLog => managers,
+        | OrgAction::ViewAuditLog
+        | OrgAction::ManageApiKeys => managers,
     };
     if allowed {
         Ok(())

@@ -40,7 +40,7 @@ impl DisplayName {
 }
 
 /// A trimmed, non-empty, single-line text of at most 100 characters: the rule for every name.
-pub(super) fn short_text(field: &'static str, raw: &str) -> Result<String, ValidationError> {
+pub fn short_text(field: &'static str, raw: &str) -> Result<String, ValidationError> {
     let text = raw.trim();
     if text.is_empty() {
         return Err(ValidationError::new(field, "is required"));

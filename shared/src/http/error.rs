@@ -287,6 +287,10 @@ impl From<OrgError> for ApiError {
                 code: "member_not_found",
                 detail,
             },
+            OrgError::ApiKeyNotFound => Self::NotFound {
+                code: "api_key_not_found",
+                detail,
+            },
             OrgError::Store(err) => err.into(),
         }
     }

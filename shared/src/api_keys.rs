@@ -7,6 +7,7 @@ use crate::domain::{
     ApiKey, ApiKeyId, AuditEntry, AuditOrigin, OrgAction, Page, PageRequest, UserId,
 };
 use crate::orgs::{OrgError, Orgs};
+use crate::ratelimit::Limiter;
 use crate::store::{Revoked, Store};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
@@ -28,8 +29,13 @@ pub struct NewApiKey {
 pub struct ApiKeys {
     store: Arc<dyn Store>,
     orgs: Orgs,
+    limiter: Arc<dyn Limiter>,
     clock: Arc<dyn Clock>,
 }
+
+/// How long a revocation mark lives in the limiter: longer than any function keeps a key in
+/// its cache, so a cached key is refused from the next request on.
+pub const REVOCATION_MARK_MS: u64 = 24 * 3600 * 1000;
 
 fn key_state(key: &ApiKey) -> Value {
     json!({
@@ -40,9 +46,19 @@ fn key_state(key: &ApiKey) -> Value {
 }
 
 impl ApiKeys {
-    /// The service over `store`, authorizing through `orgs`.
-    pub fn new(store: Arc<dyn Store>, orgs: Orgs, clock: Arc<dyn Clock>) -> Self {
-        Self { store, orgs, clock }
+    /// The service over `store`, authorizing through `orgs`, marking revocations in `limiter`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        orgs: Orgs,
+        limiter: Arc<dyn Limiter>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            orgs,
+            limiter,
+            clock,
+        }
     }
 
     /// Now, at the millisecond precision every store keeps.
@@ -135,8 +151,88 @@ impl ApiKeys {
             .revoke_api_key(&org.id, &key, now, &audit)
             .await?
         {
-            Revoked::Now | Revoked::Already => Ok(()),
-            Revoked::NotFound => Err(OrgError::ApiKeyNotFound),
+            Revoked::Now | Revoked::Already => {}
+            Revoked::NotFound => return Err(OrgError::ApiKeyNotFound),
         }
+        // The store is the truth; the mark makes warm caches drop the key at once. If the
+        // limiter is down the key still stops when the caches expire.
+        let now_ms = now.timestamp_millis();
+        let marked = self
+            .limiter
+            .mark_revoked(org.id.as_str(), key.as_str(), now_ms, REVOCATION_MARK_MS)
+            .await;
+        if let Err(err) = marked {
+            tracing::error!(error = ?err, key_id = %key, "could not set the revocation mark");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::domain::{Email, OrgName, User};
+    use crate::ratelimit::{Decision, LimitRequest, LocalLimiter};
+    use crate::store::{UserRecord, testing};
+
+    #[tokio::test]
+    async fn revoking_marks_the_key_in_the_limiter_at_once() {
+        let store = testing::sqlite().await;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new());
+        let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&clock));
+        let keys = ApiKeys::new(
+            Arc::clone(&store),
+            orgs.clone(),
+            Arc::clone(&limiter),
+            clock,
+        );
+        let owner = UserRecord {
+            user: User {
+                id: UserId::generate(),
+                email: Email::parse("owner@example.com").expect("email"),
+                name: None,
+                email_verified: false,
+                created_at: Utc::now(),
+            },
+            password_hash: crate::auth::PasswordHash::from_stored("x".into()),
+        };
+        store.create_user(&owner).await.expect("user");
+        let origin = AuditOrigin::default();
+        let name = OrgName::parse("Acme").expect("name");
+        let org = orgs
+            .create(&owner.user.id, name, None, &origin)
+            .await
+            .expect("org");
+        let new = NewApiKey {
+            name: "k".into(),
+            expires_at: None,
+            rate_limit_rpm: None,
+        };
+        let (key, _) = keys
+            .create(&owner.user.id, org.id.as_str(), new, &origin)
+            .await
+            .expect("key");
+        let request = LimitRequest {
+            key_id: key.id.to_string(),
+            org_id: org.id.to_string(),
+            key_rpm: None,
+            org_rpm: 100,
+            quota: None,
+            quantity: 1,
+            now_ms: Utc::now().timestamp_millis(),
+        };
+        assert!(matches!(
+            limiter.check(&request).await.expect("check"),
+            Decision::Allowed { .. }
+        ));
+        keys.revoke(&owner.user.id, org.id.as_str(), key.id.as_str(), &origin)
+            .await
+            .expect("revoke");
+        assert_eq!(
+            limiter.check(&request).await.expect("check"),
+            Decision::Revoked
+        );
     }
 }

@@ -71,6 +71,26 @@ impl FromStr for LogFormat {
     }
 }
 
+/// What the metering path does when the rate limiter (Redis) cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Serve the request unlimited and log a warning: availability over enforcement.
+    Open,
+    /// Refuse with 503: enforcement over availability.
+    Closed,
+}
+
+impl FromStr for FailMode {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            _ => Err("expected open or closed".into()),
+        }
+    }
+}
+
 /// A secret that never shows up in `Debug` output or logs.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -137,6 +157,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `LOG_FORMAT`: json under Lambda, pretty elsewhere, unless set.
     pub log_format: LogFormat,
+    /// `REDIS_URL`: the rate-limit and quota store; without it, the in-process limiter.
+    pub redis_url: Option<String>,
+    /// `RATE_LIMIT_FAIL_MODE`: what metering does when Redis is unreachable.
+    pub rate_limit_fail_mode: FailMode,
+    /// `DEFAULT_ORG_RATE_LIMIT_RPM`: an org's requests per minute until a plan sets it.
+    pub default_org_rpm: u32,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -208,6 +234,12 @@ impl Config {
             auth_ip_limit_per_min: env.parse("AUTH_IP_LIMIT_PER_MIN", 300)?,
             max_body_bytes: env.ranged("MAX_BODY_BYTES", 1024 * 1024, 1024..=6 * 1024 * 1024)?,
             log_format: env.parse("LOG_FORMAT", default_log)?,
+            redis_url: env
+                .get("REDIS_URL")
+                .filter(|url| !url.trim().is_empty())
+                .map(str::to_owned),
+            rate_limit_fail_mode: env.parse("RATE_LIMIT_FAIL_MODE", FailMode::Open)?,
+            default_org_rpm: env.ranged("DEFAULT_ORG_RATE_LIMIT_RPM", 600, 1..=1_000_000)?,
         };
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {
@@ -321,6 +353,8 @@ mod tests {
         assert_eq!(config.login_max_failures, 5);
         assert_eq!(config.auth_ip_limit_per_min, 300);
         assert_eq!(config.log_format, LogFormat::Pretty);
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.rate_limit_fail_mode, FailMode::Open);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::orgs::Orgs;
-use crate::ratelimit::IpRateLimiter;
+use crate::ratelimit::{IpRateLimiter, Limiter, LocalLimiter, RedisLimiter};
 use crate::store::{self, Store};
 use axum::extract::FromRef;
 use std::sync::Arc;
@@ -24,25 +24,38 @@ pub struct AppState {
     pub orgs: Orgs,
     /// API-key management.
     pub api_keys: ApiKeys,
+    /// Rate limits, quotas and API-key revocation marks (Redis, or in-process).
+    pub limiter: Arc<dyn Limiter>,
     /// The per-IP auth throttle, when enabled.
     pub auth_ip_limit: Option<IpRateLimiter>,
 }
 
 impl AppState {
-    /// Connects the store named by `STORE_URL` and builds the services on the real clock.
+    /// Connects the store named by `STORE_URL` and the limiter (`REDIS_URL`, else in-process)
+    /// and builds the services on the real clock.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
         let store = store::connect(&config.store_url).await?;
-        Self::assemble(config, store, Arc::new(SystemClock))
+        let limiter: Arc<dyn Limiter> = match &config.redis_url {
+            Some(url) => Arc::new(RedisLimiter::connect(url, "").await?),
+            None => Arc::new(LocalLimiter::new()),
+        };
+        Self::assemble(config, store, limiter, Arc::new(SystemClock))
     }
 
-    /// Builds the services on a given store and clock (tests pick both).
+    /// Builds the services on a given store, limiter and clock (tests pick all three).
     pub fn assemble(
         config: Config,
         store: Arc<dyn Store>,
+        limiter: Arc<dyn Limiter>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&clock));
-        let api_keys = ApiKeys::new(Arc::clone(&store), orgs.clone(), Arc::clone(&clock));
+        let api_keys = ApiKeys::new(
+            Arc::clone(&store),
+            orgs.clone(),
+            Arc::clone(&limiter),
+            Arc::clone(&clock),
+        );
         let accounts = Accounts::new(
             Arc::clone(&store),
             PasswordHasher::new(config.argon2)?,
@@ -58,6 +71,7 @@ impl AppState {
             auth_ip_limit: IpRateLimiter::per_minute(config.auth_ip_limit_per_min),
             config: Arc::new(config),
             store,
+            limiter,
             accounts,
             orgs,
             api_keys,

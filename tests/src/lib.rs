@@ -2,6 +2,7 @@
 //! functions) on a free loopback port over a fresh store, and talks to it over real HTTP.
 
 use meterline::clock::SystemClock;
+use meterline::ratelimit::LocalLimiter;
 use meterline::store::{Store, testing};
 use meterline::{AppState, Config};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -66,8 +67,14 @@ impl Server {
         ]);
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(&vars).expect("test configuration is valid");
-        let state = AppState::assemble(config, backend.store().await, Arc::new(SystemClock))
-            .expect("state");
+        let limiter = Arc::new(LocalLimiter::new());
+        let state = AppState::assemble(
+            config,
+            backend.store().await,
+            limiter,
+            Arc::new(SystemClock),
+        )
+        .expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");

@@ -28,8 +28,9 @@ impl App {
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(&vars).expect("config");
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let state =
-            AppState::assemble(config, testing::sqlite().await, clock.clone()).expect("state");
+        let limiter = Arc::new(meterline::ratelimit::LocalLimiter::new());
+        let state = AppState::assemble(config, testing::sqlite().await, limiter, clock.clone())
+            .expect("state");
         let router = meterline::http::service(meterline_auth::router(state.clone()), &state);
         Self { router, clock }
     }

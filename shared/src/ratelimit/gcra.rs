@@ -1,0 +1,67 @@
+//! The GCRA arithmetic, shared by the in-process limiter and mirrored line for line by the
+//! Redis Lua script (`check.lua`).
+
+use super::RateState;
+
+/// One minute, the period every `rpm` limit is expressed in.
+pub const PERIOD_MS: i64 = 60_000;
+
+/// The outcome of testing one limit at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tested {
+    /// Whether the request fits.
+    pub allowed: bool,
+    /// The TAT to store if every limit allows.
+    pub new_tat: i64,
+    /// The state to report.
+    pub state: RateState,
+    /// When refused: milliseconds until it would fit.
+    pub retry_after_ms: u64,
+}
+
+/// Tests a limit of `rpm` requests per minute whose TAT is `tat` (0 when new).
+pub fn test(tat: i64, rpm: u32, now: i64) -> Tested {
+    let rpm = i64::from(rpm.max(1));
+    let interval = PERIOD_MS / rpm; // integer ms; the Lua script does the same
+    let start = tat.max(now);
+    let new_tat = start + interval;
+    let allowed = new_tat - now <= interval * rpm;
+    let horizon = if allowed { new_tat } else { start };
+    let remaining = ((interval * rpm - (horizon - now)) / interval).max(0);
+    Tested {
+        allowed,
+        new_tat,
+        state: RateState {
+            limit: rpm as u32,
+            remaining: remaining as u32,
+            reset_ms: (horizon - now).max(0) as u64,
+        },
+        retry_after_ms: if allowed {
+            0
+        } else {
+            (new_tat - now - interval * rpm).max(1) as u64
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_exactly_the_limit_then_the_rate() {
+        let mut tat = 0;
+        let now = 1_000_000;
+        for i in 0..100 {
+            let t = test(tat, 100, now);
+            assert!(t.allowed, "request {i}");
+            assert_eq!(t.state.remaining, 99 - i);
+            tat = t.new_tat;
+        }
+        let refused = test(tat, 100, now);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_ms, 600);
+        assert!(test(tat, 100, now + 599).allowed.eq(&false));
+        assert!(test(tat, 100, now + 600).allowed);
+    }
+}

@@ -1,0 +1,134 @@
+//! The Redis limiter: the whole check is one Lua script (`check.lua`), sent as EVALSHA (the
+//! script is loaded once per connection's server, re-loaded only if Redis forgets it). One
+//! round trip per metered request.
+//!
+//! Keys carry the org in a hash tag (`ml:{org_…}:…`), so one request's keys share a cluster
+//! slot and the script stays valid on clustered Redis.
+
+use super::{Decision, LimitRequest, Limiter, LimiterError, QuotaState, RateState};
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+const CHECK: &str = include_str!("check.lua");
+
+/// Rate limits and quotas in Redis (ElastiCache in AWS).
+pub struct RedisLimiter {
+    connection: ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+}
+
+impl RedisLimiter {
+    /// Connects to `url` (`redis://host:6379`); every key starts with `prefix` (a namespace,
+    /// e.g. per test).
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            connection,
+            script: redis::Script::new(CHECK),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, org: &str, rest: &str) -> String {
+        format!("{}ml:{{{org}}}:{rest}", self.prefix)
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> LimiterError {
+    LimiterError(err.into())
+}
+
+#[async_trait]
+impl Limiter for RedisLimiter {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn check(&self, request: &LimitRequest) -> Result<Decision, LimiterError> {
+        let org = &request.org_id;
+        let (quota_key, quota_limit, quota_end) = match &request.quota {
+            Some(quota) => (
+                self.key(org, &format!("quota:{}", quota.period_key)),
+                i64::try_from(quota.limit).unwrap_or(i64::MAX),
+                quota.period_end_ms,
+            ),
+            None => (self.key(org, "quota:none"), -1, 0),
+        };
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> = self
+            .script
+            .key(self.key(org, &format!("revoked:{}", request.key_id)))
+            .key(self.key(org, &format!("tat:key:{}", request.key_id)))
+            .key(self.key(org, "tat:org"))
+            .key(quota_key)
+            .arg(request.now_ms)
+            .arg(request.key_rpm.unwrap_or(0))
+            .arg(request.org_rpm.max(1))
+            .arg(quota_limit)
+            .arg(request.quantity)
+            .arg(quota_end)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let [code, limit, remaining, reset, retry, q_limit, q_used] = reply[..] else {
+            return Err(LimiterError(anyhow::anyhow!(
+                "unexpected script reply {reply:?}"
+            )));
+        };
+        let rate = RateState {
+            limit: limit as u32,
+            remaining: remaining as u32,
+            reset_ms: reset as u64,
+        };
+        let quota = QuotaState {
+            limit: q_limit as u64,
+            used: q_used as u64,
+        };
+        Ok(match code {
+            0 => Decision::Allowed {
+                rate,
+                quota: request.quota.as_ref().map(|_| quota),
+            },
+            1 => Decision::Revoked,
+            2 => Decision::RateLimited {
+                rate,
+                retry_after_ms: retry as u64,
+            },
+            _ => Decision::QuotaExceeded { rate, quota },
+        })
+    }
+
+    async fn mark_revoked(
+        &self,
+        org_id: &str,
+        key_id: &str,
+        _now_ms: i64,
+        ttl_ms: u64,
+    ) -> Result<(), LimiterError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("SET")
+            .arg(self.key(org_id, &format!("revoked:{key_id}")))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), LimiterError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}

@@ -17,6 +17,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time_format;
+pub mod usage;
 
 pub use config::Config;
 pub use state::AppState;

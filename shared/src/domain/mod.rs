@@ -10,6 +10,7 @@ mod ids;
 mod org;
 mod page;
 mod password;
+mod usage;
 mod user;
 
 pub use api_key::ApiKey;
@@ -22,6 +23,7 @@ pub use org::{
 };
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use password::{Password, PasswordAttempt};
+pub use usage::{DEFAULT_METER, UsageEvent, parse_event_id, parse_meter, parse_quantity};
 pub use user::{DisplayName, User, short_text};
 
 /// Why a value from a client was refused; carried to a 422 problem naming the field.

@@ -79,6 +79,7 @@ async fn logged_in(store: &dyn Store, user: &UserId) -> (Session, RefreshTokenRe
 mod cases {
     pub use super::key_cases::*;
     pub use super::org_cases::*;
+    pub use super::usage_cases::*;
     use super::*;
 
     pub async fn users_are_found_by_id_and_email(store: Arc<dyn Store>) {
@@ -1000,6 +1001,47 @@ mod key_cases {
     }
 }
 
+/// The usage cases.
+mod usage_cases {
+    use super::*;
+    use crate::domain::{ApiKeyId, OrgId, UsageEvent};
+
+    fn event(org: &OrgId, id: &str, quantity: u64) -> UsageEvent {
+        UsageEvent {
+            id: id.into(),
+            org_id: org.clone(),
+            key_id: ApiKeyId::generate(),
+            meter: "requests".into(),
+            quantity,
+            timestamp: now(),
+            properties: serde_json::json!({"path": "/v1/things"})
+                .as_object()
+                .cloned(),
+        }
+    }
+
+    pub async fn usage_events_are_recorded_once_per_org_and_id(store: Arc<dyn Store>) {
+        let (a, b) = (OrgId::generate(), OrgId::generate());
+        let first = vec![event(&a, "e1", 1), event(&a, "e2", 5), event(&b, "e1", 7)];
+        assert_eq!(store.record_usage(&first).await.expect("record"), 3);
+        let again = vec![event(&a, "e2", 99), event(&a, "e3", 2)];
+        assert_eq!(store.record_usage(&again).await.expect("record"), 1);
+        assert_eq!(
+            store.usage_event(&a, "e2").await.expect("read"),
+            Some(first[1].clone())
+        );
+        assert_eq!(
+            store
+                .usage_event(&b, "e1")
+                .await
+                .expect("read")
+                .map(|e| e.quantity),
+            Some(7)
+        );
+        assert!(store.usage_event(&b, "e2").await.expect("read").is_none());
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -1043,4 +1085,5 @@ every_backend!(
     the_audit_log_pages_newest_first,
     api_keys_are_found_by_hash_listed_and_revoked,
     a_deleted_orgs_keys_stop_authenticating,
+    usage_events_are_recorded_once_per_org_and_id,
 );

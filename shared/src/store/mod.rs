@@ -10,6 +10,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 pub mod testing;
+mod usage;
 
 #[cfg(test)]
 mod conformance;
@@ -18,6 +19,7 @@ pub use api_keys::{ApiKeyStore, Revoked};
 pub use dynamo::DynamoStore;
 pub use orgs::OrgStore;
 pub use sql::SqlStore;
+pub use usage::UsageStore;
 
 use crate::auth::{PasswordHash, TokenHash};
 use crate::domain::{Email, SessionId, TokenId, User, UserId};
@@ -111,7 +113,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Durable state: what every backend must provide, with the same behaviour.
 #[async_trait]
-pub trait Store: OrgStore + ApiKeyStore + Send + Sync + 'static {
+pub trait Store: OrgStore + ApiKeyStore + UsageStore + Send + Sync + 'static {
     /// The backend's name (`sqlite`, `postgres`, `dynamodb`), for health reports and logs.
     fn backend(&self) -> &'static str;
 

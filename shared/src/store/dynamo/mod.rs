@@ -32,6 +32,7 @@ use std::collections::HashMap;
 
 mod api_keys;
 mod orgs;
+mod usage;
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -278,3 +278,93 @@ async fn an_unreachable_redis_is_an_error_not_a_hang() {
     assert!(result.is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A private redis-server on a free loopback port, so command counts are this test's alone.
+struct PrivateRedis(std::process::Child, u16);
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is required (run infra/services.sh)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self(child, port);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn script_calls(url: &str) -> (u64, u64) {
+    let client = ::redis::Client::open(url).expect("url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .expect("info");
+    let calls = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{name}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        calls("evalsha"),
+        calls("eval") + calls("script|load") + calls("script"),
+    )
+}
+
+#[tokio::test]
+async fn each_check_is_one_script_call() {
+    let redis = PrivateRedis::start().await;
+    let url = format!("redis://127.0.0.1:{}", redis.1);
+    let limiter = RedisLimiter::connect(&url, "").await.expect("connect");
+    let quota = QuotaRequest {
+        period_key: "requests:2027-01".into(),
+        limit: 1000,
+        period_end_ms: T0 + 86_400_000,
+    };
+    let checks = 25;
+    for i in 0..checks {
+        let request = LimitRequest {
+            quota: Some(quota.clone()),
+            ..request("org_i", "k", Some(100), 100, T0 + i)
+        };
+        limiter.check(&request).await.expect("check");
+    }
+    let (evalsha, loads) = script_calls(&url).await;
+    assert_eq!(evalsha, checks as u64, "one EVALSHA per check");
+    assert!(loads <= 1, "the script is loaded at most once ({loads})");
+}

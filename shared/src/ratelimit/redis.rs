@@ -28,10 +28,14 @@ impl RedisLimiter {
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let mut connection = ConnectionManager::new_with_config(client, config).await?;
+        let script = redis::Script::new(CHECK);
+        // Loaded once up front, so every check is exactly one EVALSHA (redis-rs would also
+        // re-load it after a NOSCRIPT, e.g. when Redis restarts).
+        script.prepare_invoke().load_async(&mut connection).await?;
         Ok(Self {
             connection,
-            script: redis::Script::new(CHECK),
+            script,
             prefix: prefix.to_owned(),
         })
     }

@@ -302,12 +302,14 @@ impl PrivateRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is required (run infra/services.sh)");
+        // Owned from here on, so it is killed and reaped even if startup fails.
+        let server = Self(child, port);
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Self(child, port);
+                return server;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }

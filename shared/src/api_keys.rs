@@ -219,8 +219,7 @@ mod tests {
             org_id: org.id.to_string(),
             key_rpm: None,
             org_rpm: 100,
-            quota: None,
-            quantity: 1,
+            quotas: Vec::new(),
             now_ms: Utc::now().timestamp_millis(),
         };
         assert!(matches!(

@@ -2,16 +2,14 @@
 -- limits, and the org's quota, checked and counted atomically. Mirrors gcra.rs and local.rs.
 --
 -- KEYS[1] revocation mark of the key   KEYS[2] the key's TAT   KEYS[3] the org's TAT
--- KEYS[4] the org's quota counter for the period
--- ARGV: now_ms, key_rpm (0 = none), org_rpm, quota_limit (-1 = none), quantity, quota_expire_at_ms
+-- KEYS[4..] the org's quota counters for the period, one per meter used
+-- ARGV: now_ms, key_rpm (0 = none), org_rpm, then per quota: limit, quantity, expire_at_ms
 -- Returns {code, limit, remaining, reset_ms, retry_after_ms, quota_limit, quota_used}
+-- (the quota reported is the first one, or the first without room)
 -- code: 0 allowed, 1 revoked, 2 rate limited, 3 quota exceeded.
 local now = tonumber(ARGV[1])
 local key_rpm = tonumber(ARGV[2])
 local org_rpm = tonumber(ARGV[3])
-local quota_limit = tonumber(ARGV[4])
-local quantity = tonumber(ARGV[5])
-local quota_expire_at = tonumber(ARGV[6])
 local period = 60000
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -47,18 +45,25 @@ if not org.allowed or (key and not key.allowed) then
   return {2, binding.limit, binding.remaining, binding.reset, retry, 0, 0}
 end
 
-local used = 0
-if quota_limit >= 0 then
-  used = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if used + quantity > quota_limit then
-    return {3, binding.limit, binding.remaining, binding.reset, 0, quota_limit, used}
+local quotas = {}
+for i = 4, #KEYS do
+  local base = 4 + (i - 4) * 3
+  local limit, quantity = tonumber(ARGV[base]), tonumber(ARGV[base + 1])
+  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if used + quantity > limit then
+    return {3, binding.limit, binding.remaining, binding.reset, 0, limit, used}
   end
-  used = redis.call('INCRBY', KEYS[4], quantity)
-  redis.call('PEXPIREAT', KEYS[4], quota_expire_at)
+  quotas[#quotas + 1] = {key = KEYS[i], quantity = quantity, expire = tonumber(ARGV[base + 2]),
+                         limit = limit, used = used + quantity}
+end
+for _, q in ipairs(quotas) do
+  redis.call('INCRBY', q.key, q.quantity)
+  redis.call('PEXPIREAT', q.key, q.expire)
 end
 
 redis.call('SET', KEYS[3], org.new_tat, 'PX', math.max(org.new_tat - now, 1))
 if key then
   redis.call('SET', KEYS[2], key.new_tat, 'PX', math.max(key.new_tat - now, 1))
 end
-return {0, binding.limit, binding.remaining, binding.reset, 0, math.max(quota_limit, 0), used}
+local first = quotas[1] or {limit = 0, used = 0}
+return {0, binding.limit, binding.remaining, binding.reset, 0, first.limit, first.used}

@@ -39,8 +39,7 @@ fn request(org: &str, key: &str, key_rpm: Option<u32>, org_rpm: u32, now_ms: i64
         org_id: org.into(),
         key_rpm,
         org_rpm,
-        quota: None,
-        quantity: 1,
+        quotas: Vec::new(),
         now_ms,
     }
 }
@@ -168,14 +167,13 @@ mod cases {
     }
 
     pub async fn the_quota_stops_exactly_at_its_limit(limiter: Arc<dyn Limiter>) {
-        let quota = QuotaRequest {
-            period_key: "requests:2027-01".into(),
-            limit: 10,
-            period_end_ms: T0 + 86_400_000,
-        };
         let with = |quantity: u64| LimitRequest {
-            quota: Some(quota.clone()),
-            quantity,
+            quotas: vec![QuotaRequest {
+                period_key: "requests:2027-01".into(),
+                limit: 10,
+                quantity,
+                period_end_ms: T0 + 86_400_000,
+            }],
             ..request("org_g", "k", None, 1000, T0)
         };
         for used in [3, 6, 9] {
@@ -219,17 +217,59 @@ mod cases {
         assert_eq!(rate.remaining, 1000 - 5);
     }
 
+    pub async fn every_quota_of_a_request_must_have_room(limiter: Arc<dyn Limiter>) {
+        let quota = |meter: &str, limit, quantity| QuotaRequest {
+            period_key: format!("{meter}:2027-01"),
+            limit,
+            quantity,
+            period_end_ms: T0 + 86_400_000,
+        };
+        let both = |a, b| LimitRequest {
+            quotas: vec![quota("calls", 10, a), quota("tokens", 100, b)],
+            ..request("org_j", "k", None, 1000, T0)
+        };
+        assert!(matches!(
+            limiter.check(&both(1, 90)).await.expect("check"),
+            Decision::Allowed {
+                quota: Some(QuotaState { used: 1, limit: 10 }),
+                ..
+            }
+        ));
+        let refused = limiter.check(&both(1, 20)).await.expect("check");
+        assert!(
+            matches!(
+                refused,
+                Decision::QuotaExceeded {
+                    quota: QuotaState {
+                        limit: 100,
+                        used: 90
+                    },
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        // The refused request counted nothing, on either quota.
+        assert!(matches!(
+            limiter.check(&both(9, 10)).await.expect("check"),
+            Decision::Allowed {
+                quota: Some(QuotaState { used: 10, .. }),
+                ..
+            }
+        ));
+    }
+
     pub async fn concurrent_quota_use_never_overshoots(limiter: Arc<dyn Limiter>) {
         let quota = QuotaRequest {
             period_key: "events:2027-01".into(),
             limit: 50,
+            quantity: 1,
             period_end_ms: T0 + 86_400_000,
         };
         let clients = (0..16).map(|_| {
             let limiter = Arc::clone(&limiter);
             let request = LimitRequest {
-                quota: Some(quota.clone()),
-                quantity: 1,
+                quotas: vec![quota.clone()],
                 ..request("org_h", "k", None, 10_000, T0)
             };
             tokio::spawn(async move { allowed(&*limiter, &request, 10).await })
@@ -269,6 +309,7 @@ every_limiter!(
     revocation_acts_on_the_next_request,
     the_quota_stops_exactly_at_its_limit,
     concurrent_quota_use_never_overshoots,
+    every_quota_of_a_request_must_have_room,
 );
 
 #[tokio::test]
@@ -356,12 +397,13 @@ async fn each_check_is_one_script_call() {
     let quota = QuotaRequest {
         period_key: "requests:2027-01".into(),
         limit: 1000,
+        quantity: 1,
         period_end_ms: T0 + 86_400_000,
     };
     let checks = 25;
     for i in 0..checks {
         let request = LimitRequest {
-            quota: Some(quota.clone()),
+            quotas: vec![quota.clone()],
             ..request("org_i", "k", Some(100), 100, T0 + i)
         };
         limiter.check(&request).await.expect("check");

@@ -90,15 +90,15 @@ impl Limiter for LocalLimiter {
                 retry_after_ms: retry,
             });
         }
-        let mut quota_state = None;
-        if let Some(quota) = &request.quota {
+        let mut counted = Vec::with_capacity(request.quotas.len());
+        for quota in &request.quotas {
             let counter = format!("{}:{}", request.org_id, quota.period_key);
             let used = state
                 .quotas
                 .get(&counter)
                 .filter(|(_, expires)| *expires > now)
                 .map_or(0, |(used, _)| *used);
-            if used + request.quantity > quota.limit {
+            if used + quota.quantity > quota.limit {
                 return Ok(Decision::QuotaExceeded {
                     rate: binding.state,
                     quota: QuotaState {
@@ -107,12 +107,14 @@ impl Limiter for LocalLimiter {
                     },
                 });
             }
-            let used = used + request.quantity;
+            counted.push((counter, used + quota.quantity, quota));
+        }
+        let quota_state = counted.first().map(|(_, used, quota)| QuotaState {
+            limit: quota.limit,
+            used: *used,
+        });
+        for (counter, used, quota) in counted {
             state.quotas.insert(counter, (used, quota.period_end_ms));
-            quota_state = Some(QuotaState {
-                limit: quota.limit,
-                used,
-            });
         }
         state.tats.insert(org_key, org.new_tat);
         if let Some(key) = key {

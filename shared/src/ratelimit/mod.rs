@@ -38,10 +38,8 @@ pub struct LimitRequest {
     pub key_rpm: Option<u32>,
     /// The org's requests per minute.
     pub org_rpm: u32,
-    /// The org's quota for the current period, if it has one.
-    pub quota: Option<QuotaRequest>,
-    /// Units this request meters against the quota.
-    pub quantity: u64,
+    /// The quotas this request counts against (one per meter it uses); all must have room.
+    pub quotas: Vec<QuotaRequest>,
     /// The caller's clock, Unix milliseconds (all instances share NTP time).
     pub now_ms: i64,
 }
@@ -53,6 +51,8 @@ pub struct QuotaRequest {
     pub period_key: String,
     /// Units allowed in the period.
     pub limit: u64,
+    /// Units this request uses.
+    pub quantity: u64,
     /// When the period ends, Unix milliseconds (the counter expires after it).
     pub period_end_ms: i64,
 }
@@ -84,7 +84,7 @@ pub enum Decision {
     Allowed {
         /// The binding rate limit.
         rate: RateState,
-        /// The quota, when the org has one.
+        /// The first quota's state, when there is one.
         quota: Option<QuotaState>,
     },
     /// The key was revoked (its mark is set): refuse, whatever any cache says.
@@ -100,7 +100,7 @@ pub enum Decision {
     QuotaExceeded {
         /// The binding rate limit.
         rate: RateState,
-        /// The exhausted quota.
+        /// The exhausted quota (the first that had no room).
         quota: QuotaState,
     },
 }

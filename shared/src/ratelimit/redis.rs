@@ -57,27 +57,23 @@ impl Limiter for RedisLimiter {
 
     async fn check(&self, request: &LimitRequest) -> Result<Decision, LimiterError> {
         let org = &request.org_id;
-        let (quota_key, quota_limit, quota_end) = match &request.quota {
-            Some(quota) => (
-                self.key(org, &format!("quota:{}", quota.period_key)),
-                i64::try_from(quota.limit).unwrap_or(i64::MAX),
-                quota.period_end_ms,
-            ),
-            None => (self.key(org, "quota:none"), -1, 0),
-        };
-        let mut connection = self.connection.clone();
-        let reply: Vec<i64> = self
-            .script
+        let mut invocation = self.script.prepare_invoke();
+        invocation
             .key(self.key(org, &format!("revoked:{}", request.key_id)))
             .key(self.key(org, &format!("tat:key:{}", request.key_id)))
             .key(self.key(org, "tat:org"))
-            .key(quota_key)
             .arg(request.now_ms)
             .arg(request.key_rpm.unwrap_or(0))
-            .arg(request.org_rpm.max(1))
-            .arg(quota_limit)
-            .arg(request.quantity)
-            .arg(quota_end)
+            .arg(request.org_rpm.max(1));
+        for quota in &request.quotas {
+            invocation
+                .key(self.key(org, &format!("quota:{}", quota.period_key)))
+                .arg(quota.limit)
+                .arg(quota.quantity)
+                .arg(quota.period_end_ms);
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
@@ -98,7 +94,7 @@ impl Limiter for RedisLimiter {
         Ok(match code {
             0 => Decision::Allowed {
                 rate,
-                quota: request.quota.as_ref().map(|_| quota),
+                quota: (!request.quotas.is_empty()).then_some(quota),
             },
             1 => Decision::Revoked,
             2 => Decision::RateLimited {

@@ -181,7 +181,7 @@ mod tests {
         let store = testing::sqlite().await;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new());
-        let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&clock));
+        let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&limiter), Arc::clone(&clock));
         let keys = ApiKeys::new(
             Arc::clone(&store),
             orgs.clone(),

@@ -163,6 +163,12 @@ pub struct Config {
     pub rate_limit_fail_mode: FailMode,
     /// `DEFAULT_ORG_RATE_LIMIT_RPM`: an org's requests per minute until a plan sets it.
     pub default_org_rpm: u32,
+    /// `DEFAULT_MONTHLY_QUOTA`: units per meter per month until plans exist; 0 = no quota.
+    pub default_monthly_quota: u64,
+    /// `KEY_CACHE_TTL_SECS`: how long the metering path keeps an API key in memory.
+    pub key_cache_ttl: Duration,
+    /// `USAGE_QUEUE_URL`: the SQS queue for usage events; unset = recorded directly.
+    pub usage_queue_url: Option<String>,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -240,6 +246,12 @@ impl Config {
                 .map(str::to_owned),
             rate_limit_fail_mode: env.parse("RATE_LIMIT_FAIL_MODE", FailMode::Open)?,
             default_org_rpm: env.ranged("DEFAULT_ORG_RATE_LIMIT_RPM", 600, 1..=1_000_000)?,
+            default_monthly_quota: env.parse("DEFAULT_MONTHLY_QUOTA", 1_000_000)?,
+            key_cache_ttl: env.seconds("KEY_CACHE_TTL_SECS", 30)?,
+            usage_queue_url: env
+                .get("USAGE_QUEUE_URL")
+                .filter(|url| !url.trim().is_empty())
+                .map(str::to_owned),
         };
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod lambda;
+pub mod metering;
 pub mod orgs;
 pub mod ratelimit;
 pub mod state;

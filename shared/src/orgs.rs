@@ -7,6 +7,7 @@ use crate::domain::{
     AuditEntry, AuditOrigin, Denied, Email, MAX_PAGE_SIZE, Membership, Org, OrgAction, OrgId,
     OrgName, Page, PageRequest, Role, UserId, authorize,
 };
+use crate::ratelimit::Limiter;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
@@ -48,6 +49,7 @@ pub enum MemberChange {
 #[derive(Clone)]
 pub struct Orgs {
     store: Arc<dyn Store>,
+    limiter: Arc<dyn Limiter>,
     clock: Arc<dyn Clock>,
 }
 
@@ -60,9 +62,14 @@ fn member_state(member: &Membership) -> Value {
 }
 
 impl Orgs {
-    /// The service over `store`, stamping changes with `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    /// The service over `store`, stamping changes with `clock`; `limiter` takes the
+    /// revocation marks of a deleted org's keys.
+    pub fn new(store: Arc<dyn Store>, limiter: Arc<dyn Limiter>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            limiter,
+            clock,
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -181,6 +188,17 @@ impl Orgs {
         origin: &AuditOrigin,
     ) -> Result<(), OrgError> {
         let (org, _) = self.load(caller, org, OrgAction::Delete).await?;
+        let mut keys = Vec::new();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let listed = self.store.api_keys(&org.id, &page).await?;
+            let next = listed.next(MAX_PAGE_SIZE);
+            keys.extend(listed.items.into_iter().map(|key| key.id));
+            match next {
+                Some(next) => page = next,
+                None => break,
+            }
+        }
         let audit = AuditEntry::new(
             &org.id,
             caller,
@@ -191,6 +209,22 @@ impl Orgs {
         )
         .change(Some(org_state(&org)), None);
         self.store.delete_org(&org.id, &audit).await?;
+        // Its keys stop at once, even where a metering function still caches them.
+        let now_ms = self.now().timestamp_millis();
+        for key in keys {
+            let marked = self
+                .limiter
+                .mark_revoked(
+                    org.id.as_str(),
+                    key.as_str(),
+                    now_ms,
+                    crate::api_keys::REVOCATION_MARK_MS,
+                )
+                .await;
+            if let Err(err) = marked {
+                tracing::error!(error = ?err, key_id = %key, "could not set the revocation mark");
+            }
+        }
         tracing::info!(org_id = %org.id, "organization deleted");
         Ok(())
     }

@@ -5,9 +5,11 @@ use crate::api_keys::ApiKeys;
 use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::metering::{Metering, MeteringPolicy};
 use crate::orgs::Orgs;
 use crate::ratelimit::{IpRateLimiter, Limiter, LocalLimiter, RedisLimiter};
 use crate::store::{self, Store};
+use crate::usage::{DirectSink, SqsSink, UsageSink};
 use axum::extract::FromRef;
 use std::sync::Arc;
 
@@ -26,8 +28,12 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     /// Rate limits, quotas and API-key revocation marks (Redis, or in-process).
     pub limiter: Arc<dyn Limiter>,
+    /// The metering hot path (keys, limits, usage events).
+    pub metering: Metering,
     /// The per-IP auth throttle, when enabled.
     pub auth_ip_limit: Option<IpRateLimiter>,
+    /// Where the time comes from.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -39,7 +45,43 @@ impl AppState {
             Some(url) => Arc::new(RedisLimiter::connect(url, "").await?),
             None => Arc::new(LocalLimiter::new()),
         };
-        Self::assemble(config, store, limiter, Arc::new(SystemClock))
+        let sink: Option<Arc<dyn UsageSink>> = match &config.usage_queue_url {
+            Some(url) => Some(Arc::new(SqsSink::connect(url).await)),
+            None => None,
+        };
+        let state = Self::assemble(config, store, limiter, Arc::new(SystemClock))?;
+        Ok(match sink {
+            Some(sink) => state.with_sink(sink),
+            None => state,
+        })
+    }
+
+    /// The same state with usage events going to `sink` instead.
+    pub fn with_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.metering =
+            Self::metering(&self.config, &self.store, &self.limiter, sink, self.clock());
+        self
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
+    fn metering(
+        config: &Config,
+        store: &Arc<dyn Store>,
+        limiter: &Arc<dyn Limiter>,
+        sink: Arc<dyn UsageSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Metering {
+        let policy = MeteringPolicy {
+            default_org_rpm: config.default_org_rpm,
+            monthly_quota: (config.default_monthly_quota > 0)
+                .then_some(config.default_monthly_quota),
+            fail_mode: config.rate_limit_fail_mode,
+            key_cache_ttl: config.key_cache_ttl,
+        };
+        Metering::new(Arc::clone(store), Arc::clone(limiter), sink, clock, policy)
     }
 
     /// Builds the services on a given store, limiter and clock (tests pick all three).
@@ -49,7 +91,8 @@ impl AppState {
         limiter: Arc<dyn Limiter>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&clock));
+        let clock_for_state = Arc::clone(&clock);
+        let orgs = Orgs::new(Arc::clone(&store), Arc::clone(&limiter), Arc::clone(&clock));
         let api_keys = ApiKeys::new(
             Arc::clone(&store),
             orgs.clone(),
@@ -60,14 +103,18 @@ impl AppState {
             Arc::clone(&store),
             PasswordHasher::new(config.argon2)?,
             TokenKeys::from_config(&config)?,
-            clock,
+            Arc::clone(&clock),
             LockoutPolicy {
                 max_failures: config.login_max_failures,
                 window: chrono::Duration::from_std(config.login_lockout)?,
             },
             chrono::Duration::from_std(config.refresh_token_ttl)?,
         );
+        let direct: Arc<dyn UsageSink> = Arc::new(DirectSink::new(Arc::clone(&store)));
+        let metering = Self::metering(&config, &store, &limiter, direct, Arc::clone(&clock));
         Ok(Self {
+            metering,
+            clock: clock_for_state,
             auth_ip_limit: IpRateLimiter::per_minute(config.auth_ip_limit_per_min),
             config: Arc::new(config),
             store,

@@ -2,8 +2,9 @@
 //! functions) on a free loopback port over a fresh store, and talks to it over real HTTP.
 
 use meterline::clock::SystemClock;
-use meterline::ratelimit::LocalLimiter;
+use meterline::ratelimit::{Limiter, LocalLimiter};
 use meterline::store::{Store, testing};
+use meterline::usage::UsageSink;
 use meterline::{AppState, Config};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -48,6 +49,8 @@ impl Backend {
 
 /// A running local server; stops when dropped.
 pub struct Server {
+    /// The server's state, to look behind the API (e.g. at recorded usage).
+    pub state: AppState,
     base: String,
     client: reqwest::Client,
     _stop: oneshot::Sender<()>,
@@ -61,13 +64,22 @@ impl Server {
 
     /// A server on `backend` with extra environment-style settings.
     pub async fn start_with(backend: Backend, settings: &[(&str, &str)]) -> Self {
+        Self::start_on(backend, settings, Arc::new(LocalLimiter::new()), None).await
+    }
+
+    /// A server with a chosen limiter and usage sink (default: the direct sink).
+    pub async fn start_on(
+        backend: Backend,
+        settings: &[(&str, &str)],
+        limiter: Arc<dyn Limiter>,
+        sink: Option<Arc<dyn UsageSink>>,
+    ) -> Self {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("APP_ENV".into(), "test".into()),
             ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
         ]);
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(&vars).expect("test configuration is valid");
-        let limiter = Arc::new(LocalLimiter::new());
         let state = AppState::assemble(
             config,
             backend.store().await,
@@ -75,15 +87,20 @@ impl Server {
             Arc::new(SystemClock),
         )
         .expect("state");
+        let state = match sink {
+            Some(sink) => state.with_sink(sink),
+            None => state,
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(meterline_local::serve(listener, state, async {
+        tokio::spawn(meterline_local::serve(listener, state.clone(), async {
             let _ = stopped.await;
         }));
         Self {
+            state,
             base,
             client: reqwest::Client::new(),
             _stop: stop,
@@ -313,5 +330,135 @@ impl Server {
         .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().expect("id").into()
+    }
+}
+
+/// An org with an API key, ready for metered requests.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    /// The owner.
+    pub owner: Account,
+    /// The org id.
+    pub org: String,
+    /// The key id.
+    pub key_id: String,
+    /// The plaintext key.
+    pub key: String,
+}
+
+impl Server {
+    /// Creates an owner, an org and a key with `settings` (`{name, rate_limit_rpm?, ...}`).
+    pub async fn keyed(&self, settings: Value) -> Keyed {
+        let owner = self.account().await;
+        let org = self.org(&owner, "Metered").await;
+        let reply = call(
+            self,
+            Method::POST,
+            &format!("/v1/orgs/{org}/api-keys"),
+            &owner.token,
+            settings,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        Keyed {
+            key_id: reply.body["id"].as_str().expect("id").into(),
+            key: reply.body["key"].as_str().expect("key").into(),
+            owner,
+            org,
+        }
+    }
+
+    /// A metered request with `X-API-Key`.
+    pub async fn metered(&self, path: &str, key: Option<&str>, body: Value) -> Reply {
+        let mut request = self.request(Method::POST, path);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+}
+
+impl Reply {
+    /// Like [`Reply::assert_problem`], for services outside the Meterline stack (no request id).
+    #[track_caller]
+    pub fn assert_problem_shape(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert_eq!(self.body["status"], status.as_u16());
+    }
+}
+
+/// A private redis-server on a free loopback port, so its command counts are one test's alone.
+pub struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    /// Starts one (redis-server must be installed: `infra/services.sh`).
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is required (run infra/services.sh)");
+        let server = Self { child, port };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// EVALSHA calls so far, from `INFO commandstats`.
+    pub async fn script_calls(&self) -> u64 {
+        let client = redis::Client::open(self.url()).expect("url");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut connection)
+            .await
+            .expect("info");
+        info.lines()
+            .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

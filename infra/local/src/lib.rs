@@ -12,7 +12,8 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(meterline_auth::router(state.clone()))
         .merge(meterline_orgs::router(state.clone()))
-        .merge(meterline_api_keys::router(state.clone()));
+        .merge(meterline_api_keys::router(state.clone()))
+        .merge(meterline_metering::router(state.clone()));
     meterline::http::service(routes, &state)
 }
 

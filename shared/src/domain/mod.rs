@@ -31,16 +31,19 @@ pub use user::{DisplayName, User, short_text};
 #[error("{field}: {message}")]
 pub struct ValidationError {
     /// The request field the value came from, as the client named it.
-    pub field: &'static str,
+    pub field: std::borrow::Cow<'static, str>,
     /// A sentence a client developer can act on.
     pub message: String,
 }
 
 impl ValidationError {
     /// Builds the error for `field` with a human-readable `message`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }

@@ -184,7 +184,7 @@ impl IntoResponse for ApiError {
             Self::Validation { errors, .. } => errors
                 .iter()
                 .map(|e| FieldError {
-                    field: e.field,
+                    field: &e.field,
                     message: &e.message,
                 })
                 .collect(),

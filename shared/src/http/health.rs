@@ -22,30 +22,39 @@ async fn alive() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-async fn backends(State(state): State<AppState>) -> impl IntoResponse {
+/// Times one backend's ping: its JSON report and whether it is up.
+async fn probe<E: std::fmt::Debug>(
+    backend: &str,
+    ping: impl std::future::Future<Output = Result<(), E>>,
+) -> (serde_json::Value, bool) {
     let started = Instant::now();
-    let result = state.store.ping().await;
+    let result = ping.await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (status, store) = match result {
-        Ok(()) => (
-            StatusCode::OK,
-            json!({ "backend": state.store.backend(), "status": "ok", "latency_ms": latency_ms }),
-        ),
-        Err(err) => {
-            tracing::error!(error = ?err, "store health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "backend": state.store.backend(), "status": "down", "latency_ms": latency_ms }),
-            )
-        }
-    };
-    let overall = if status.is_success() {
-        "ok"
+    if let Err(err) = &result {
+        tracing::error!(backend, error = ?err, "health check failed");
+    }
+    let status = if result.is_ok() { "ok" } else { "down" };
+    let report = json!({ "backend": backend, "status": status, "latency_ms": latency_ms });
+    (report, result.is_ok())
+}
+
+async fn backends(State(state): State<AppState>) -> impl IntoResponse {
+    let sink = state.metering.sink();
+    let ((store, store_up), (limiter, limiter_up), (queue, queue_up)) = tokio::join!(
+        probe(state.store.backend(), state.store.ping()),
+        probe(state.limiter.backend(), state.limiter.ping()),
+        probe(sink.backend(), sink.ping()),
+    );
+    let up = store_up && limiter_up && queue_up;
+    let status = if up {
+        StatusCode::OK
     } else {
-        "degraded"
+        StatusCode::SERVICE_UNAVAILABLE
     };
+    let overall = if up { "ok" } else { "degraded" };
+    let checks = json!({ "store": store, "limiter": limiter, "queue": queue });
     (
         status,
-        axum::Json(json!({ "status": overall, "checks": { "store": store } })),
+        axum::Json(json!({ "status": overall, "checks": checks })),
     )
 }

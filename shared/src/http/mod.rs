@@ -7,6 +7,7 @@ mod client_ip;
 mod error;
 mod extract;
 mod health;
+mod metered;
 mod origin;
 pub mod request_id;
 mod throttle;
@@ -16,5 +17,9 @@ pub use bearer::Caller;
 pub use client_ip::ClientIp;
 pub use error::ApiError;
 pub use extract::{Json, JsonOrForm, List, OptionalJson, Paging, Path, Query};
+pub use metered::{
+    API_KEY_HEADER, MeterRejection, MeteringLayer, MeteringService, api_key, metered_headers,
+    rate_headers,
+};
 pub use origin::Origin;
 pub use throttle::throttle_by_ip;

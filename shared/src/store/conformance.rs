@@ -502,6 +502,8 @@ mod org_cases {
                 .expect("read")
                 .is_none()
         );
+        assert_eq!(store.org(&org.id).await.expect("read"), Some(org.clone()));
+        assert!(store.org(&OrgId::generate()).await.expect("read").is_none());
         let log = store
             .audit_log(&org.id, &PageRequest::first(10))
             .await

@@ -20,6 +20,9 @@ pub trait OrgStore: Send + Sync + 'static {
     /// a member (the two are deliberately indistinguishable).
     async fn org_for_member(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<(Org, Role)>>;
 
+    /// An org by id, for the metering path (which knows the org from the API key).
+    async fn org(&self, org: &OrgId) -> StoreResult<Option<Org>>;
+
     /// Writes an org's name and rate limit, with the audit entry.
     async fn update_org(&self, org: &Org, audit: &AuditEntry) -> StoreResult<()>;
 

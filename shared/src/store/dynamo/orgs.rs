@@ -361,6 +361,14 @@ impl OrgStore for DynamoStore {
         Ok(())
     }
 
+    async fn org(&self, org: &OrgId) -> StoreResult<Option<Org>> {
+        self.get(org_pk(org), "ORG")
+            .await?
+            .as_ref()
+            .map(org_from_item)
+            .transpose()
+    }
+
     async fn org_for_member(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<(Org, Role)>> {
         let member_key = member_sk(user);
         let (org_item, member) = tokio::try_join!(

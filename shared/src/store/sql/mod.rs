@@ -562,6 +562,16 @@ impl OrgStore for SqlStore {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn org(&self, org: &OrgId) -> StoreResult<Option<Org>> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM orgs o WHERE o.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(org.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(org_from_row).transpose()
+    }
+
     async fn org_for_member(&self, org: &OrgId, user: &UserId) -> StoreResult<Option<(Org, Role)>> {
         let sql = format!(
             "SELECT {ORG_COLUMNS}, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id \

@@ -1,0 +1,345 @@
+//! The metering hot path: authenticate an API key, check and count its rate limits and quotas,
+//! hand the usage events to the sink. One limiter round trip and one sink call per request; the
+//! key (with its org's limit) is cached in memory, so a warm request reads nothing from the
+//! store, and revocation still acts at once through the limiter's revocation mark.
+
+use crate::auth::{ApiKeyHash, ApiKeySecret};
+use crate::clock::Clock;
+use crate::config::FailMode;
+use crate::domain::{ApiKey, UsageEvent};
+use crate::ratelimit::{Decision, LimitRequest, Limiter, QuotaRequest, QuotaState, RateState};
+use crate::store::{Store, StoreError};
+use crate::usage::{SinkError, UsageSink};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `last_used_at` is written at most this often per key.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// Why a metered request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MeterError {
+    /// Missing, malformed, mistyped or unknown key (or another org's: they are all unknown).
+    #[error("the API key is not valid")]
+    InvalidKey,
+    /// The key was revoked.
+    #[error("the API key has been revoked")]
+    Revoked,
+    /// The key is past its expiry.
+    #[error("the API key has expired")]
+    Expired,
+    /// Over a rate limit.
+    #[error("rate limit exceeded; retry later")]
+    RateLimited {
+        /// The limit that refused it.
+        rate: RateState,
+        /// Until a retry can succeed.
+        retry_after: Duration,
+    },
+    /// The period's quota is used up.
+    #[error("the quota for this period is used up")]
+    QuotaExceeded {
+        /// The binding rate limit.
+        rate: RateState,
+        /// The exhausted quota.
+        quota: QuotaState,
+        /// When the period (and the refusal) ends.
+        period_end: DateTime<Utc>,
+    },
+    /// The limiter is down and `RATE_LIMIT_FAIL_MODE=closed`.
+    #[error("rate limiting is unavailable")]
+    LimiterUnavailable,
+    /// The usage sink did not take the events: the request must not be served.
+    #[error("usage recording is unavailable")]
+    SinkUnavailable(#[source] SinkError),
+    /// The store failed while looking up the key.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a served request was counted as.
+#[derive(Debug, Clone, Copy)]
+pub struct Metered {
+    /// The binding rate limit (absent when the limiter was down and failing open).
+    pub rate: Option<RateState>,
+    /// The first quota's state.
+    pub quota: Option<QuotaState>,
+    /// When the quota period ends.
+    pub period_end: DateTime<Utc>,
+}
+
+/// A key as the hot path needs it, with its org's rate limit.
+#[derive(Debug)]
+pub struct MeteredKey {
+    /// The key's metadata.
+    pub key: ApiKey,
+    /// The org's requests per minute.
+    pub org_rpm: u32,
+    fetched: Instant,
+    last_touch_ms: AtomicI64,
+}
+
+/// How the hot path is configured.
+#[derive(Debug, Clone, Copy)]
+pub struct MeteringPolicy {
+    /// An org's requests per minute when it sets none.
+    pub default_org_rpm: u32,
+    /// Units per meter per month; `None` for no quota.
+    pub monthly_quota: Option<u64>,
+    /// What to do when the limiter is down.
+    pub fail_mode: FailMode,
+    /// How long a key stays cached.
+    pub key_cache_ttl: Duration,
+}
+
+/// The metering service. Cheap to clone.
+#[derive(Clone)]
+pub struct Metering {
+    store: Arc<dyn Store>,
+    limiter: Arc<dyn Limiter>,
+    sink: Arc<dyn UsageSink>,
+    clock: Arc<dyn Clock>,
+    policy: MeteringPolicy,
+    cache: Arc<Mutex<HashMap<ApiKeyHash, Arc<MeteredKey>>>>,
+    store_reads: Arc<AtomicU64>,
+}
+
+/// The calendar month (UTC) containing `now`: its key (`2026-11`) and its end.
+fn month(now: DateTime<Utc>) -> (String, DateTime<Utc>) {
+    let (year, month) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    let end = Utc
+        .with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now);
+    (format!("{:04}-{:02}", now.year(), now.month()), end)
+}
+
+impl Metering {
+    /// The service over its parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        limiter: Arc<dyn Limiter>,
+        sink: Arc<dyn UsageSink>,
+        clock: Arc<dyn Clock>,
+        policy: MeteringPolicy,
+    ) -> Self {
+        Self {
+            store,
+            limiter,
+            sink,
+            clock,
+            policy,
+            cache: Arc::default(),
+            store_reads: Arc::default(),
+        }
+    }
+
+    /// The sink, for health reports.
+    pub fn sink(&self) -> &Arc<dyn UsageSink> {
+        &self.sink
+    }
+
+    /// Store reads made by the hot path so far (a warm request makes none).
+    pub fn store_reads(&self) -> u64 {
+        self.store_reads.load(Ordering::Relaxed)
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The key a client presented: checksum first (garbage costs no lookup), then the cache,
+    /// then the store.
+    pub async fn authenticate(&self, presented: &str) -> Result<Arc<MeteredKey>, MeterError> {
+        let secret = ApiKeySecret::parse(presented).ok_or(MeterError::InvalidKey)?;
+        let hash = secret.hash();
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&hash)
+            .filter(|entry| entry.fetched.elapsed() < self.policy.key_cache_ttl)
+            .cloned();
+        let entry = match cached {
+            Some(entry) => entry,
+            None => {
+                let entry = Arc::new(self.load(&hash).await?);
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(hash, Arc::clone(&entry));
+                entry
+            }
+        };
+        let now = self.clock.now();
+        if entry.key.revoked_at.is_some() {
+            return Err(MeterError::Revoked);
+        }
+        if entry.key.expires_at.is_some_and(|at| at <= now) {
+            return Err(MeterError::Expired);
+        }
+        Ok(entry)
+    }
+
+    async fn load(&self, hash: &ApiKeyHash) -> Result<MeteredKey, MeterError> {
+        self.store_reads.fetch_add(2, Ordering::Relaxed);
+        let key = self
+            .store
+            .api_key_by_hash(hash)
+            .await?
+            .ok_or(MeterError::InvalidKey)?;
+        let org = self
+            .store
+            .org(&key.org_id)
+            .await?
+            .ok_or(MeterError::InvalidKey)?;
+        Ok(MeteredKey {
+            org_rpm: org.rate_limit_rpm.unwrap_or(self.policy.default_org_rpm),
+            last_touch_ms: AtomicI64::new(key.last_used_at.map_or(0, |at| at.timestamp_millis())),
+            fetched: Instant::now(),
+            key,
+        })
+    }
+
+    /// Checks and counts one request using `usage` (meter, quantity) pairs, then hands
+    /// `events` to the sink. Refused requests count nothing and send nothing.
+    pub async fn meter(
+        &self,
+        key: &MeteredKey,
+        usage: &[(String, u64)],
+        events: &[UsageEvent],
+    ) -> Result<Metered, MeterError> {
+        let now = self.clock.now();
+        let (period, period_end) = month(now);
+        let quotas = match self.policy.monthly_quota {
+            None => Vec::new(),
+            Some(limit) => usage
+                .iter()
+                .map(|(meter, quantity)| QuotaRequest {
+                    period_key: format!("{meter}:{period}"),
+                    limit,
+                    quantity: *quantity,
+                    period_end_ms: period_end.timestamp_millis(),
+                })
+                .collect(),
+        };
+        let request = LimitRequest {
+            key_id: key.key.id.to_string(),
+            org_id: key.key.org_id.to_string(),
+            key_rpm: key.key.rate_limit_rpm,
+            org_rpm: key.org_rpm,
+            quotas,
+            now_ms: now.timestamp_millis(),
+        };
+        let (rate, quota) = match self.limiter.check(&request).await {
+            Ok(Decision::Allowed { rate, quota }) => (Some(rate), quota),
+            Ok(Decision::Revoked) => {
+                self.forget(&key.key);
+                return Err(MeterError::Revoked);
+            }
+            Ok(Decision::RateLimited {
+                rate,
+                retry_after_ms,
+            }) => {
+                return Err(MeterError::RateLimited {
+                    rate,
+                    retry_after: Duration::from_millis(retry_after_ms),
+                });
+            }
+            Ok(Decision::QuotaExceeded { rate, quota }) => {
+                return Err(MeterError::QuotaExceeded {
+                    rate,
+                    quota,
+                    period_end,
+                });
+            }
+            Err(err) => match self.policy.fail_mode {
+                FailMode::Open => {
+                    tracing::warn!(error = ?err, "limiter unavailable; serving unlimited (fail open)");
+                    (None, None)
+                }
+                FailMode::Closed => {
+                    tracing::error!(error = ?err, "limiter unavailable; refusing (fail closed)");
+                    return Err(MeterError::LimiterUnavailable);
+                }
+            },
+        };
+        if !events.is_empty() {
+            self.sink
+                .send(events)
+                .await
+                .map_err(MeterError::SinkUnavailable)?;
+        }
+        self.touch_later(key, now);
+        Ok(Metered {
+            rate,
+            quota,
+            period_end,
+        })
+    }
+
+    fn forget(&self, key: &ApiKey) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|_, entry| entry.key.id != key.id);
+    }
+
+    /// Updates `last_used_at` at most once a minute per key, off the request's path.
+    fn touch_later(&self, key: &MeteredKey, now: DateTime<Utc>) {
+        let now_ms = now.timestamp_millis();
+        let last = key.last_touch_ms.load(Ordering::Relaxed);
+        if now_ms - last < TOUCH_EVERY_MS
+            || key
+                .last_touch_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let (org, id) = (key.key.org_id.clone(), key.key.id.clone());
+        tokio::spawn(async move {
+            if let Err(err) = store.touch_api_key(&org, &id, now).await {
+                tracing::warn!(error = ?err, key_id = %id, "could not record last_used_at");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_end_at_the_next_first() {
+        let at = |y, m, d| {
+            Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+                .single()
+                .expect("time")
+        };
+        assert_eq!(
+            month(at(2026, 11, 24)),
+            (
+                "2026-11".into(),
+                Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
+                    .single()
+                    .expect("t")
+            )
+        );
+        assert_eq!(
+            month(at(2026, 12, 31)).1,
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
+                .single()
+                .expect("t")
+        );
+    }
+}

@@ -496,3 +496,71 @@ async fn the_layer_meters_an_operators_own_route() {
         .await
         .assert_problem_shape(StatusCode::UNAUTHORIZED, "invalid_api_key");
 }
+
+async fn redis_that_dies(settings: &[(&str, &str)]) -> (Server, meterline_e2e::Keyed) {
+    let redis = meterline_e2e::PrivateRedis::start().await;
+    let limiter: Arc<dyn Limiter> = Arc::new(
+        RedisLimiter::connect(&redis.url(), "")
+            .await
+            .expect("redis"),
+    );
+    let server = Server::start_on(Backend::Sqlite, settings, limiter, None).await;
+    let keyed = server.keyed(json!({"name": "fail-mode"})).await;
+    assert_eq!(
+        server
+            .metered("/v1/verify", Some(&keyed.key), Value::Null)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    drop(redis); // Redis goes away under a warm server.
+    (server, keyed)
+}
+
+#[tokio::test]
+async fn with_redis_down_fail_open_serves_and_fail_closed_refuses() {
+    let (open, keyed) = redis_that_dies(&[("AUTH_IP_LIMIT_PER_MIN", "0")]).await;
+    let served = open
+        .metered("/v1/verify", Some(&keyed.key), Value::Null)
+        .await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.body);
+    assert!(
+        served.body["ratelimit"].is_null(),
+        "no limit was applied: {}",
+        served.body
+    );
+
+    let (closed, keyed) = redis_that_dies(&[
+        ("AUTH_IP_LIMIT_PER_MIN", "0"),
+        ("RATE_LIMIT_FAIL_MODE", "closed"),
+    ])
+    .await;
+    closed
+        .metered("/v1/verify", Some(&keyed.key), Value::Null)
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+}
+
+#[tokio::test]
+async fn last_used_at_is_recorded_off_the_request_path() {
+    let server = Server::start_with(Backend::Sqlite, &[("AUTH_IP_LIMIT_PER_MIN", "0")]).await;
+    let keyed = server.keyed(json!({"name": "touched"})).await;
+    let keys = format!("/v1/orgs/{}/api-keys", keyed.org);
+    let before = call(&server, Method::GET, &keys, &keyed.owner.token, Value::Null).await;
+    assert!(before.body["data"][0]["last_used_at"].is_null());
+    assert_eq!(
+        server
+            .metered("/v1/verify", Some(&keyed.key), Value::Null)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for _ in 0..50 {
+        let after = call(&server, Method::GET, &keys, &keyed.owner.token, Value::Null).await;
+        if after.body["data"][0]["last_used_at"].is_string() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("last_used_at was never recorded");
+}

@@ -7,10 +7,11 @@
 -- Returns {code, limit, remaining, reset_ms, retry_after_ms, quota_limit, quota_used}
 -- (the quota reported is the first one, or the first without room)
 -- code: 0 allowed, 1 revoked, 2 rate limited, 3 quota exceeded.
-local now = tonumber(ARGV[1])
+-- Time runs in microseconds inside (exact costs up to 1,000,000/min); TTLs and replies in ms.
+local now = tonumber(ARGV[1]) * 1000
 local key_rpm = tonumber(ARGV[2])
 local org_rpm = tonumber(ARGV[3])
-local period = 60000
+local period = 60000000
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {1, 0, 0, 0, 0, 0, 0}
@@ -25,9 +26,9 @@ local function test(tat_key, rpm)
   local horizon = allowed and new_tat or start
   local remaining = math.max(math.floor((interval * rpm - (horizon - now)) / interval), 0)
   local retry = 0
-  if not allowed then retry = math.max(new_tat - now - interval * rpm, 1) end
+  if not allowed then retry = math.ceil(math.max(new_tat - now - interval * rpm, 1) / 1000) end
   return {allowed = allowed, new_tat = new_tat, limit = rpm, remaining = remaining,
-          reset = math.max(horizon - now, 0), retry = retry}
+          reset = math.ceil(math.max(horizon - now, 0) / 1000), retry = retry}
 end
 
 local org = test(KEYS[3], org_rpm)
@@ -61,9 +62,9 @@ for _, q in ipairs(quotas) do
   redis.call('PEXPIREAT', q.key, q.expire)
 end
 
-redis.call('SET', KEYS[3], org.new_tat, 'PX', math.max(org.new_tat - now, 1))
+redis.call('SET', KEYS[3], string.format('%.0f', org.new_tat), 'PX', math.max(math.ceil((org.new_tat - now) / 1000), 1))
 if key then
-  redis.call('SET', KEYS[2], key.new_tat, 'PX', math.max(key.new_tat - now, 1))
+  redis.call('SET', KEYS[2], string.format('%.0f', key.new_tat), 'PX', math.max(math.ceil((key.new_tat - now) / 1000), 1))
 end
 local first = quotas[1] or {limit = 0, used = 0}
 return {0, binding.limit, binding.remaining, binding.reset, 0, first.limit, first.used}

@@ -13,7 +13,7 @@ const SWEEP_EVERY: u64 = 10_000;
 
 #[derive(Default)]
 struct State {
-    /// Theoretical arrival times by limit key.
+    /// Theoretical arrival times by limit key, microseconds.
     tats: HashMap<String, i64>,
     /// Quota counters: units used and when the counter expires.
     quotas: HashMap<String, (u64, i64)>,
@@ -37,7 +37,7 @@ impl LocalLimiter {
 
 impl State {
     fn sweep(&mut self, now: i64) {
-        self.tats.retain(|_, tat| *tat > now);
+        self.tats.retain(|_, tat| *tat > now.saturating_mul(1000));
         self.quotas.retain(|_, (_, expires)| *expires > now);
         self.revoked.retain(|_, expires| *expires > now);
     }

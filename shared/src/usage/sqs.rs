@@ -12,7 +12,7 @@ use std::time::Duration;
 const MAX_ENTRIES: usize = 10;
 /// SQS allows 256 KiB per batch; stay under it with room for the envelope.
 const MAX_BATCH_BYTES: usize = 250 * 1024;
-const ATTEMPTS: u32 = 4;
+const ATTEMPTS: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 
 /// Sends usage events to an SQS queue.
@@ -22,10 +22,21 @@ pub struct SqsSink {
 }
 
 impl SqsSink {
-    /// Uses the standard AWS configuration chain (region, credentials, `AWS_ENDPOINT_URL`).
+    /// Uses the standard AWS configuration chain (region, credentials, `AWS_ENDPOINT_URL`),
+    /// with tight timeouts and no SDK-level retries: a request waits on the queue for a few
+    /// seconds at most before it is refused, and this sink does its own retries of failed entries.
     pub async fn connect(queue_url: &str) -> Self {
         let config = aws_config::load_from_env().await;
-        Self::new(Client::new(&config), queue_url)
+        let sqs = aws_sdk_sqs::config::Builder::from(&config)
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .operation_attempt_timeout(Duration::from_secs(2))
+                    .build(),
+            )
+            .build();
+        Self::new(Client::from_conf(sqs), queue_url)
     }
 
     /// Wraps an existing client.

@@ -14,11 +14,12 @@ use meterline::domain::{
     DEFAULT_METER, UsageEvent, ValidationError, parse_event_id, parse_meter, parse_quantity,
 };
 use meterline::http::{ApiError, MeterRejection, api_key, metered_headers};
-use meterline::metering::Metering;
+use meterline::metering::{MeteredKey, Metering};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// The most events one `/v1/events` request may carry.
 pub const MAX_EVENTS: usize = 1000;
@@ -65,10 +66,7 @@ async fn verify(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Response> {
-    let key = metering
-        .authenticate(api_key(&headers).map_err(reject)?)
-        .await
-        .map_err(reject)?;
+    let key = caller_key(&metering, &headers).await?;
     let request: VerifyBody = body(&headers, &bytes).map_err(problem)?.unwrap_or_default();
     let meter = parse_meter("meter", request.meter.as_deref().unwrap_or(DEFAULT_METER));
     let quantity = parse_quantity("quantity", request.quantity.unwrap_or(1));
@@ -154,10 +152,7 @@ async fn events(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Response> {
-    let key = metering
-        .authenticate(api_key(&headers).map_err(reject)?)
-        .await
-        .map_err(reject)?;
+    let key = caller_key(&metering, &headers).await?;
     let Some(request) = body::<EventsBody>(&headers, &bytes).map_err(problem)? else {
         return Err(problem(ApiError::invalid(vec![ValidationError::new(
             "events",
@@ -226,6 +221,12 @@ async fn events(
         .into_response();
     metered_headers(response.headers_mut(), &metered);
     Ok(response)
+}
+
+/// The key in `X-API-Key`, authenticated: the first thing either endpoint does.
+async fn caller_key(metering: &Metering, headers: &HeaderMap) -> Result<Arc<MeteredKey>, Response> {
+    let presented = api_key(headers).map_err(reject)?;
+    metering.authenticate(presented).await.map_err(reject)
 }
 
 fn reject(err: meterline::metering::MeterError) -> Response {

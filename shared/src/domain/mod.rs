@@ -23,7 +23,10 @@ pub use org::{
 };
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use password::{Password, PasswordAttempt};
-pub use usage::{DEFAULT_METER, UsageEvent, parse_event_id, parse_meter, parse_quantity};
+pub use usage::{
+    CounterKey, DEFAULT_METER, Granularity, UsageEvent, UsagePoint, parse_event_id, parse_meter,
+    parse_quantity, sum_counters,
+};
 pub use user::{DisplayName, User, short_text};
 
 /// Why a value from a client was refused; carried to a 422 problem naming the field.

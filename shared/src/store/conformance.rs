@@ -1025,9 +1025,9 @@ mod usage_cases {
     pub async fn usage_events_are_recorded_once_per_org_and_id(store: Arc<dyn Store>) {
         let (a, b) = (OrgId::generate(), OrgId::generate());
         let first = vec![event(&a, "e1", 1), event(&a, "e2", 5), event(&b, "e1", 7)];
-        assert_eq!(store.record_usage(&first).await.expect("record"), 3);
+        assert_eq!(store.apply_usage(&first).await.expect("record"), 3);
         let again = vec![event(&a, "e2", 99), event(&a, "e3", 2)];
-        assert_eq!(store.record_usage(&again).await.expect("record"), 1);
+        assert_eq!(store.apply_usage(&again).await.expect("record"), 1);
         assert_eq!(
             store.usage_event(&a, "e2").await.expect("read"),
             Some(first[1].clone())
@@ -1041,6 +1041,131 @@ mod usage_cases {
             Some(7)
         );
         assert!(store.usage_event(&b, "e2").await.expect("read").is_none());
+    }
+
+    fn at(hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, hour, minute, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn timed(org: &OrgId, id: &str, meter: &str, quantity: u64, when: DateTime<Utc>) -> UsageEvent {
+        UsageEvent {
+            meter: meter.into(),
+            timestamp: when,
+            properties: None,
+            ..event(org, id, quantity)
+        }
+    }
+
+    pub async fn counters_add_up_per_hour_day_and_month(store: Arc<dyn Store>) {
+        use crate::domain::Granularity;
+        let org = OrgId::generate();
+        let events = vec![
+            timed(&org, "a", "requests", 2, at(10, 5)),
+            timed(&org, "b", "requests", 3, at(10, 55)),
+            timed(&org, "c", "requests", 5, at(11, 0)),
+            timed(&org, "d", "tokens", 100, at(11, 30)),
+            timed(&org, "a", "requests", 2, at(10, 5)), // repeated within the batch
+        ];
+        assert_eq!(store.apply_usage(&events).await.expect("apply"), 4);
+        // Redelivered out of order, with one new event: only the new one counts.
+        let again = vec![
+            events[2].clone(),
+            timed(&org, "e", "tokens", 1, at(23, 59)),
+            events[0].clone(),
+        ];
+        assert_eq!(store.apply_usage(&again).await.expect("apply"), 1);
+
+        let (from, to) = (at(0, 0), at(23, 59) + Duration::minutes(1));
+        let hours = store
+            .usage_series(&org, Granularity::Hour, from, to, None)
+            .await
+            .expect("series");
+        let rows: Vec<(u32, &str, u64)> = hours
+            .iter()
+            .map(|p| {
+                (
+                    chrono::Timelike::hour(&p.period_start),
+                    p.meter.as_str(),
+                    p.quantity,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (10, "requests", 5),
+                (11, "requests", 5),
+                (11, "tokens", 100),
+                (23, "tokens", 1)
+            ]
+        );
+        let days = store
+            .usage_series(&org, Granularity::Day, from, to, None)
+            .await
+            .expect("series");
+        assert_eq!(
+            days.iter()
+                .map(|p| (p.meter.as_str(), p.quantity))
+                .collect::<Vec<_>>(),
+            [("requests", 10), ("tokens", 101)]
+        );
+        let month_start = Utc
+            .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+            .single()
+            .expect("t");
+        let months = store
+            .usage_series(&org, Granularity::Month, month_start, to, Some("tokens"))
+            .await
+            .expect("series");
+        assert_eq!(months.iter().map(|p| p.quantity).collect::<Vec<_>>(), [101]);
+        // The window is half-open and other orgs are invisible.
+        let morning = store
+            .usage_series(&org, Granularity::Hour, from, at(11, 0), None)
+            .await
+            .expect("series");
+        assert_eq!(morning.len(), 1);
+        assert!(
+            store
+                .usage_series(&OrgId::generate(), Granularity::Day, from, to, None)
+                .await
+                .expect("series")
+                .is_empty()
+        );
+    }
+
+    pub async fn concurrent_redeliveries_count_each_event_once(store: Arc<dyn Store>) {
+        use crate::domain::Granularity;
+        let org = OrgId::generate();
+        let events: Vec<UsageEvent> = (0..60)
+            .map(|i| {
+                timed(
+                    &org,
+                    &format!("r{i}"),
+                    "requests",
+                    1 + i % 3,
+                    at(12, (i % 60) as u32),
+                )
+            })
+            .collect();
+        let expected: u64 = events.iter().map(|e| e.quantity).sum();
+        let appliers = (0..4).map(|round| {
+            let store = Arc::clone(&store);
+            let mut batch = events.clone();
+            batch.rotate_left(round * 15);
+            tokio::spawn(async move { store.apply_usage(&batch).await })
+        });
+        let mut applied = 0;
+        for applier in appliers {
+            applied += applier.await.expect("task").expect("apply");
+        }
+        assert_eq!(applied, 60);
+        let day = store
+            .usage_series(&org, Granularity::Day, at(0, 0), at(23, 0), None)
+            .await
+            .expect("series");
+        assert_eq!(day.iter().map(|p| p.quantity).sum::<u64>(), expected);
     }
 }
 
@@ -1088,4 +1213,6 @@ every_backend!(
     api_keys_are_found_by_hash_listed_and_revoked,
     a_deleted_orgs_keys_stop_authenticating,
     usage_events_are_recorded_once_per_org_and_id,
+    counters_add_up_per_hour_day_and_month,
+    concurrent_redeliveries_count_each_event_once,
 );

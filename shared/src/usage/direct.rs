@@ -26,7 +26,7 @@ impl UsageSink for DirectSink {
 
     async fn send(&self, events: &[UsageEvent]) -> Result<(), SinkError> {
         self.store
-            .record_usage(events)
+            .apply_usage(events)
             .await
             .map(|_| ())
             .map_err(|err| SinkError(err.into()))

@@ -137,7 +137,7 @@ fn audit_from_item(item: &Item) -> StoreResult<AuditEntry> {
 
 /// Per-step cancellation codes of a failed transaction (`None` for a step that did not fail),
 /// or `None` when the failure was not a cancellation or the endpoint gave no reasons.
-fn cancellation_codes<R>(
+pub(super) fn cancellation_codes<R>(
     err: &SdkError<TransactWriteItemsError, R>,
 ) -> Option<Vec<Option<String>>> {
     let TransactWriteItemsError::TransactionCanceledException(cancelled) =

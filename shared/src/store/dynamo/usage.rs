@@ -1,18 +1,40 @@
-//! Usage events on the single table: `ORG#<org_id>` / `EVENT#<event_id>`, written with
-//! `attribute_not_exists` so a redelivered event is not recorded twice.
+//! Usage on the single table.
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | event (the dedup record) | `ORG#<org_id>` | `EVENT#<event_id>` |
+//! | counter | `ORG#<org_id>` | `USAGE#<granularity>#<period start, RFC 3339>#<meter>` |
+//!
+//! Events are applied in transactions of at most 24 events and their (at most 72) counters:
+//! each event's record is put only if absent, each counter is `ADD`ed the sum of its events.
+//! When a record exists (a redelivery), the transaction is cancelled, the duplicates are
+//! dropped and the rest is retried, so a redelivered event never counts twice.
 
-use super::orgs::org_pk;
-use super::{
-    DynamoStore, Item, get_n, get_s, get_time, is_conditional_failure, key, malformed, ms, n, s,
-    sdk_error,
+use super::orgs::{cancellation_codes, is_cancellation, org_pk};
+use super::{DynamoStore, Item, get_n, get_s, get_time, key, malformed, ms, n, s, sdk_error};
+use crate::domain::{
+    ApiKeyId, CounterKey, Granularity, OrgId, UsageEvent, UsagePoint, sum_counters,
 };
-use crate::domain::{ApiKeyId, OrgId, UsageEvent};
-use crate::store::{StoreResult, UsageStore};
+use crate::store::{StoreError, StoreResult, UsageStore};
 use async_trait::async_trait;
-use tokio::task::JoinSet;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::time::Duration;
 
-/// Conditional puts in flight at once for one batch.
-const CONCURRENCY: usize = 16;
+/// Events per transaction: with their hour, day and month counters, at most 96 of the 100
+/// items a transaction may hold.
+const EVENTS_PER_TRANSACTION: usize = 24;
+/// Attempts at one chunk when transactions conflict with concurrent writers.
+const ATTEMPTS: u32 = 8;
+
+fn period(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn counter_sk(granularity: Granularity, start: DateTime<Utc>, meter: &str) -> String {
+    format!("USAGE#{}#{}#{meter}", granularity.as_str(), period(start))
+}
 
 fn event_item(event: &UsageEvent) -> Item {
     let mut item = key(org_pk(&event.org_id), &format!("EVENT#{}", event.id));
@@ -33,30 +55,150 @@ fn event_item(event: &UsageEvent) -> Item {
     item
 }
 
-#[async_trait]
-impl UsageStore for DynamoStore {
-    async fn record_usage(&self, events: &[UsageEvent]) -> StoreResult<u64> {
-        let mut inserted = 0;
-        for chunk in events.chunks(CONCURRENCY) {
-            let mut puts = JoinSet::new();
-            for event in chunk {
-                let request = self
-                    .client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(event_item(event)))
-                    .condition_expression("attribute_not_exists(pk)");
-                puts.spawn(async move { request.send().await });
+impl DynamoStore {
+    fn counter_step(&self, counter: &CounterKey, quantity: u64) -> StoreResult<TransactWriteItem> {
+        let sk = counter_sk(counter.granularity, counter.period_start, &counter.meter);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(org_pk(&counter.org_id), &sk)))
+            .update_expression(
+                "SET meter = :meter, period_start = :start, granularity = :granularity \
+                 ADD quantity :quantity",
+            )
+            .expression_attribute_values(":meter", s(counter.meter.as_str()))
+            .expression_attribute_values(":start", ms(counter.period_start))
+            .expression_attribute_values(":granularity", s(counter.granularity.as_str()))
+            .expression_attribute_values(
+                ":quantity",
+                n(i64::try_from(quantity).unwrap_or(i64::MAX)),
+            )
+            .build()
+            .map_err(|err| StoreError::Backend(err.into()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Applies up to [`EVENTS_PER_TRANSACTION`] distinct events; returns how many were new.
+    async fn apply_chunk(&self, mut pending: Vec<&UsageEvent>) -> StoreResult<u64> {
+        let mut backoff = Duration::from_millis(10);
+        for _ in 0..ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(0);
             }
-            while let Some(done) = puts.join_next().await {
-                match done.map_err(|err| crate::store::StoreError::Backend(err.into()))? {
-                    Ok(_) => inserted += 1,
-                    Err(err) if is_conditional_failure(&err) => {}
-                    Err(err) => return Err(sdk_error(err)),
+            let mut steps = Vec::with_capacity(pending.len() * 4);
+            for event in &pending {
+                steps.push(self.put_step(event_item(event), Some("attribute_not_exists(pk)"))?);
+            }
+            for (counter, quantity) in sum_counters(pending.iter().copied()) {
+                steps.push(self.counter_step(&counter, quantity)?);
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(steps))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(pending.len() as u64),
+                Err(err) if is_cancellation(&err) => err,
+                Err(err) => return Err(sdk_error(err)),
+            };
+            let before = pending.len();
+            match cancellation_codes(&err) {
+                Some(codes) => {
+                    let mut index = 0;
+                    pending.retain(|_| {
+                        let duplicate = codes.get(index).cloned().flatten().as_deref()
+                            == Some("ConditionalCheckFailed");
+                        index += 1;
+                        !duplicate
+                    });
+                }
+                None => {
+                    // No per-step reasons from this endpoint: look the records up instead.
+                    let mut still_new = Vec::with_capacity(pending.len());
+                    for event in pending {
+                        let record = self
+                            .get(org_pk(&event.org_id), &format!("EVENT#{}", event.id))
+                            .await?;
+                        if record.is_none() {
+                            still_new.push(event);
+                        }
+                    }
+                    pending = still_new;
                 }
             }
+            if pending.len() == before {
+                // Cancelled by a concurrent writer, not by duplicates: wait and go again.
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
         }
-        Ok(inserted)
+        Err(StoreError::Backend(anyhow::anyhow!(
+            "usage transaction kept conflicting with concurrent writers"
+        )))
+    }
+}
+
+#[async_trait]
+impl UsageStore for DynamoStore {
+    async fn apply_usage(&self, events: &[UsageEvent]) -> StoreResult<u64> {
+        // One transaction may not touch an item twice: an id repeated in the input is one event.
+        let mut seen = HashSet::new();
+        let unique: Vec<&UsageEvent> = events
+            .iter()
+            .filter(|e| seen.insert((e.org_id.clone(), e.id.clone())))
+            .collect();
+        let mut applied = 0;
+        for chunk in unique.chunks(EVENTS_PER_TRANSACTION) {
+            applied += self.apply_chunk(chunk.to_vec()).await?;
+        }
+        Ok(applied)
+    }
+
+    async fn usage_series(
+        &self,
+        org: &OrgId,
+        granularity: Granularity,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        meter: Option<&str>,
+    ) -> StoreResult<Vec<UsagePoint>> {
+        let prefix = format!("USAGE#{}#", granularity.as_str());
+        let mut points = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(org_pk(org)))
+                .expression_attribute_values(":from", s(format!("{prefix}{}", period(from))))
+                .expression_attribute_values(":to", s(format!("{prefix}{}", period(to))))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in page.items() {
+                let point = UsagePoint {
+                    period_start: get_time(item, "period_start")?,
+                    meter: get_s(item, "meter")?.to_owned(),
+                    quantity: u64::try_from(get_n(item, "quantity")?)
+                        .map_err(|_| malformed("quantity"))?,
+                };
+                let wanted = point.period_start < to && meter.is_none_or(|m| m == point.meter);
+                if wanted {
+                    points.push(point);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(last) if !last.is_empty() => start = Some(last),
+                _ => break,
+            }
+        }
+        points.sort_by(|a, b| (a.period_start, &a.meter).cmp(&(b.period_start, &b.meter)));
+        Ok(points)
     }
 
     async fn usage_event(&self, org: &OrgId, id: &str) -> StoreResult<Option<UsageEvent>> {

@@ -169,6 +169,10 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// `USAGE_QUEUE_URL`: the SQS queue for usage events; unset = recorded directly.
     pub usage_queue_url: Option<String>,
+    /// `USAGE_LATENESS_SECS`: events older than this are refused by billing (default 7 days).
+    pub usage_lateness: Duration,
+    /// `USAGE_FUTURE_SKEW_SECS`: events further in the future than this are refused.
+    pub usage_future_skew: Duration,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -252,6 +256,8 @@ impl Config {
                 .get("USAGE_QUEUE_URL")
                 .filter(|url| !url.trim().is_empty())
                 .map(str::to_owned),
+            usage_lateness: env.seconds("USAGE_LATENESS_SECS", 7 * 24 * 3600)?,
+            usage_future_skew: env.seconds("USAGE_FUTURE_SKEW_SECS", 300)?,
         };
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {

@@ -2,9 +2,11 @@
 //! or straight into the store (the embedded default). A request whose event cannot be handed
 //! over is refused with 503: a served request without its usage event is lost revenue.
 
+mod admission;
 mod direct;
 mod sqs;
 
+pub use admission::Admission;
 pub use direct::DirectSink;
 pub use sqs::SqsSink;
 

@@ -10,6 +10,7 @@ mod ids;
 mod org;
 mod page;
 mod password;
+mod plan;
 mod usage;
 mod user;
 
@@ -23,6 +24,10 @@ pub use org::{
 };
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use password::{Password, PasswordAttempt};
+pub use plan::{
+    ANY_METER, Invoice, InvoiceLine, MAX_PRICE_CENTS, Plan, PlanId, PlanSpan, PlanTerms,
+    Subscription, SubscriptionStatus, Tier, billing_period,
+};
 pub use usage::{
     CounterKey, DEFAULT_METER, Granularity, UsageEvent, UsagePoint, parse_event_id, parse_meter,
     parse_quantity, sum_counters,

@@ -77,6 +77,7 @@ async fn logged_in(store: &dyn Store, user: &UserId) -> (Session, RefreshTokenRe
 
 /// The cases, each taking a fresh store.
 mod cases {
+    pub use super::billing_cases::*;
     pub use super::key_cases::*;
     pub use super::org_cases::*;
     pub use super::usage_cases::*;
@@ -1169,6 +1170,187 @@ mod usage_cases {
     }
 }
 
+mod billing_cases {
+    use super::orgs::*;
+    use super::*;
+    use crate::domain::{OrgId, PageRequest, Plan, PlanId, PlanTerms, Subscription};
+
+    fn plan(slug: &str, price_cents: u64) -> Plan {
+        let terms: PlanTerms = serde_json::from_value(serde_json::json!({
+            "name": slug, "price_cents": price_cents, "rate_limit_rpm": 600,
+            "quotas": {"requests": 1000},
+            "overage": {"requests": [{"up_to": null, "unit_amount_cents": 1}]}
+        }))
+        .expect("terms");
+        terms.into_plan(
+            PlanId::parse(&format!("pln_{slug}")).expect("id"),
+            None,
+            now(),
+        )
+    }
+
+    pub async fn plans_are_bootstrapped_once_then_edited(store: Arc<dyn Store>) {
+        let (org, admin) = (OrgId::generate(), UserId::generate());
+        assert!(
+            store
+                .insert_plan_if_missing(&plan("pro", 2900))
+                .await
+                .expect("insert")
+        );
+        assert!(
+            !store
+                .insert_plan_if_missing(&plan("pro", 1))
+                .await
+                .expect("again"),
+            "a second bootstrap keeps the first"
+        );
+        store
+            .insert_plan_if_missing(&plan("free", 0))
+            .await
+            .expect("insert");
+        let pro = store
+            .plan(&plan("pro", 0).id)
+            .await
+            .expect("read")
+            .expect("pro");
+        assert_eq!(pro.price_cents, 2900);
+        let mut edited = pro.clone();
+        edited.price_cents = 3900;
+        edited.archived = true;
+        store
+            .put_plan(&edited, &audit(&org, &admin, "plan.updated"))
+            .await
+            .expect("put");
+        let all = store.plans().await.expect("list");
+        assert_eq!(
+            all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["pln_free", "pln_pro"]
+        );
+        assert_eq!(all[1], edited);
+        assert!(
+            store
+                .plan(&PlanId::parse("pln_none").expect("id"))
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let log = store
+            .audit_log(&org, &PageRequest::first(10))
+            .await
+            .expect("log");
+        assert_eq!(log.items.len(), 1);
+    }
+
+    fn subscription(org: &OrgId, version: u64) -> Subscription {
+        let mut sub =
+            Subscription::default_for(org, &PlanId::parse("pln_free").expect("id"), now());
+        sub.switch_to(&PlanId::parse("pln_pro").expect("id"), now());
+        sub.version = version;
+        sub
+    }
+
+    pub async fn subscriptions_are_written_at_their_version(store: Arc<dyn Store>) {
+        let (org, user) = (OrgId::generate(), UserId::generate());
+        assert!(store.subscription(&org).await.expect("read").is_none());
+        let first = subscription(&org, 1);
+        assert!(
+            store
+                .save_subscription(&first, &audit(&org, &user, "subscription.created"), None)
+                .await
+                .expect("save")
+        );
+        assert!(matches!(
+            store
+                .save_subscription(&first, &audit(&org, &user, "subscription.created"), None)
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        let mut second = first.clone();
+        second.version = 2;
+        second.cancel_at_period_end = true;
+        store
+            .save_subscription(&second, &audit(&org, &user, "subscription.updated"), None)
+            .await
+            .expect("save");
+        assert!(matches!(
+            store
+                .save_subscription(&second, &audit(&org, &user, "subscription.updated"), None)
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.subscription(&org).await.expect("read"), Some(second));
+        let log = store
+            .audit_log(&org, &PageRequest::first(10))
+            .await
+            .expect("log");
+        assert_eq!(log.items.len(), 2, "refused writes leave no audit entry");
+    }
+
+    pub async fn a_webhook_event_applies_once(store: Arc<dyn Store>) {
+        let (org, user) = (OrgId::generate(), UserId::generate());
+        let event = format!("evt_{}", ulid::Ulid::new());
+        let first = subscription(&org, 1);
+        assert!(
+            store
+                .save_subscription(
+                    &first,
+                    &audit(&org, &user, "subscription.created"),
+                    Some(&event)
+                )
+                .await
+                .expect("save")
+        );
+        let mut replay = first.clone();
+        replay.version = 2;
+        replay.cancel_at_period_end = true;
+        assert!(
+            !store
+                .save_subscription(
+                    &replay,
+                    &audit(&org, &user, "subscription.updated"),
+                    Some(&event)
+                )
+                .await
+                .expect("replay"),
+            "a replayed event is recognised"
+        );
+        assert_eq!(store.subscription(&org).await.expect("read"), Some(first));
+        let log = store
+            .audit_log(&org, &PageRequest::first(10))
+            .await
+            .expect("log");
+        assert_eq!(log.items.len(), 1);
+    }
+
+    pub async fn racing_subscription_changes_let_one_win(store: Arc<dyn Store>) {
+        let (org, user) = (OrgId::generate(), UserId::generate());
+        let writers: Vec<_> = (0..6)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let (org, user) = (org.clone(), user.clone());
+                tokio::spawn(async move {
+                    store
+                        .save_subscription(
+                            &subscription(&org, 1),
+                            &audit(&org, &user, "subscription.created"),
+                            None,
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for writer in writers {
+            match writer.await.expect("task") {
+                Ok(true) => won += 1,
+                Err(StoreError::Conflict) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(won, 1);
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident: $($case:ident),+ $(,)?) => {
         mod $backend {
@@ -1215,4 +1397,8 @@ every_backend!(
     usage_events_are_recorded_once_per_org_and_id,
     counters_add_up_per_hour_day_and_month,
     concurrent_redeliveries_count_each_event_once,
+    plans_are_bootstrapped_once_then_edited,
+    subscriptions_are_written_at_their_version,
+    a_webhook_event_applies_once,
+    racing_subscription_changes_let_one_win,
 );

@@ -4,6 +4,7 @@
 //! Every backend passes the conformance suite in `conformance.rs`.
 
 mod api_keys;
+mod billing;
 pub mod dynamo;
 mod orgs;
 pub mod postgres;
@@ -16,6 +17,7 @@ mod usage;
 mod conformance;
 
 pub use api_keys::{ApiKeyStore, Revoked};
+pub use billing::BillingStore;
 pub use dynamo::DynamoStore;
 pub use orgs::OrgStore;
 pub use sql::SqlStore;
@@ -113,7 +115,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Durable state: what every backend must provide, with the same behaviour.
 #[async_trait]
-pub trait Store: OrgStore + ApiKeyStore + UsageStore + Send + Sync + 'static {
+pub trait Store:
+    OrgStore + ApiKeyStore + UsageStore + BillingStore + Send + Sync + 'static
+{
     /// The backend's name (`sqlite`, `postgres`, `dynamodb`), for health reports and logs.
     fn backend(&self) -> &'static str;
 

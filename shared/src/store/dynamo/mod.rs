@@ -31,6 +31,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashMap;
 
 mod api_keys;
+mod billing;
 mod orgs;
 mod usage;
 

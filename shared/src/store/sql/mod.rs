@@ -4,6 +4,7 @@
 //! Statements use `$n` placeholders, which both drivers accept.
 
 mod api_keys;
+mod billing;
 mod usage;
 
 use super::orgs::owner_delta;

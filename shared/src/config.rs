@@ -1,6 +1,7 @@
 //! Typed configuration, read once from environment variables and validated before anything
 //! starts. A bad value stops the process with a message that names the variable.
 
+use crate::domain::{Email, PlanId, PlanTerms};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -173,6 +174,69 @@ pub struct Config {
     pub usage_lateness: Duration,
     /// `USAGE_FUTURE_SKEW_SECS`: events further in the future than this are refused.
     pub usage_future_skew: Duration,
+    /// `PLANS_JSON`: the plans offered from the first start (a JSON array of plans with their
+    /// `id`); without it, a free plan built from the two defaults above and a paid example.
+    pub plans: Vec<PlanSeed>,
+    /// `DEFAULT_PLAN_ID`: the plan every org is on until it subscribes (default `pln_free`).
+    pub default_plan: PlanId,
+    /// `PLATFORM_ADMIN_EMAILS`: comma-separated accounts that may create and edit plans.
+    pub platform_admins: Vec<Email>,
+    /// `STRIPE_WEBHOOK_SECRET`: the endpoint's signing secret (`whsec_...`); unset refuses
+    /// every webhook.
+    pub stripe_webhook_secret: Option<Secret>,
+    /// `STRIPE_WEBHOOK_TOLERANCE_SECS`: how old a signed webhook may be (default 300).
+    pub stripe_webhook_tolerance: Duration,
+}
+
+/// One plan as configuration offers it: an id and its terms.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PlanSeed {
+    /// The plan's id (`pln_` + a slug).
+    pub id: PlanId,
+    /// Its price and limits.
+    #[serde(flatten)]
+    pub terms: PlanTerms,
+}
+
+/// The catalog when `PLANS_JSON` is unset: free (the defaults' limits, hard quota) and an
+/// example paid plan whose extra requests are billed by graduated tiers.
+fn default_plans(rpm: u32, monthly_quota: u64) -> Vec<PlanSeed> {
+    let free = serde_json::json!({
+        "id": "pln_free", "name": "Free", "price_cents": 0, "rate_limit_rpm": rpm,
+        "quotas": if monthly_quota > 0 { serde_json::json!({"*": monthly_quota}) } else { serde_json::json!({}) },
+    });
+    let pro = serde_json::json!({
+        "id": "pln_pro", "name": "Pro", "price_cents": 4900,
+        "rate_limit_rpm": (rpm.saturating_mul(10)).min(crate::domain::MAX_RATE_LIMIT_RPM),
+        "quotas": {"requests": 1_000_000, "*": 10_000_000},
+        "overage": {"requests": [
+            {"up_to": 1_000_000, "unit_amount_cents": 2},
+            {"up_to": null, "unit_amount_cents": 1}
+        ]},
+    });
+    [free, pro]
+        .into_iter()
+        .filter_map(|plan| serde_json::from_value(plan).ok())
+        .collect()
+}
+
+fn parse_plans(raw: &str) -> Result<Vec<PlanSeed>, ConfigError> {
+    let refuse = |reason: String| ConfigError {
+        variable: "PLANS_JSON",
+        reason,
+    };
+    let plans: Vec<PlanSeed> =
+        serde_json::from_str(raw).map_err(|err| refuse(format!("not a list of plans: {err}")))?;
+    let mut ids = std::collections::HashSet::new();
+    for plan in &plans {
+        plan.terms
+            .validate()
+            .map_err(|err| refuse(format!("plan {}: {err}", plan.id)))?;
+        if !ids.insert(plan.id.clone()) {
+            return Err(refuse(format!("plan {} is listed twice", plan.id)));
+        }
+    }
+    Ok(plans)
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -221,6 +285,8 @@ impl Config {
         } else {
             LogFormat::Pretty
         };
+        let default_org_rpm = env.ranged("DEFAULT_ORG_RATE_LIMIT_RPM", 600, 1..=1_000_000)?;
+        let default_monthly_quota = env.parse("DEFAULT_MONTHLY_QUOTA", 1_000_000)?;
         let config = Self {
             app_env,
             host: env.parse("HOST", IpAddr::from([127, 0, 0, 1]))?,
@@ -249,8 +315,8 @@ impl Config {
                 .filter(|url| !url.trim().is_empty())
                 .map(str::to_owned),
             rate_limit_fail_mode: env.parse("RATE_LIMIT_FAIL_MODE", FailMode::Open)?,
-            default_org_rpm: env.ranged("DEFAULT_ORG_RATE_LIMIT_RPM", 600, 1..=1_000_000)?,
-            default_monthly_quota: env.parse("DEFAULT_MONTHLY_QUOTA", 1_000_000)?,
+            default_org_rpm,
+            default_monthly_quota,
             key_cache_ttl: env.seconds("KEY_CACHE_TTL_SECS", 30)?,
             usage_queue_url: env
                 .get("USAGE_QUEUE_URL")
@@ -258,7 +324,49 @@ impl Config {
                 .map(str::to_owned),
             usage_lateness: env.seconds("USAGE_LATENESS_SECS", 7 * 24 * 3600)?,
             usage_future_skew: env.seconds("USAGE_FUTURE_SKEW_SECS", 300)?,
+            plans: match env.get("PLANS_JSON").filter(|raw| !raw.trim().is_empty()) {
+                Some(raw) => parse_plans(raw)?,
+                None => default_plans(default_org_rpm, default_monthly_quota),
+            },
+            default_plan: match env.get("DEFAULT_PLAN_ID") {
+                None => PlanId::parse("pln_free").ok_or_else(|| ConfigError {
+                    variable: "DEFAULT_PLAN_ID",
+                    reason: "pln_free".into(),
+                })?,
+                Some(raw) => PlanId::parse(raw.trim()).ok_or_else(|| ConfigError {
+                    variable: "DEFAULT_PLAN_ID",
+                    reason: format!("{raw:?} is not a plan id (pln_ and a slug)"),
+                })?,
+            },
+            platform_admins: env
+                .get("PLATFORM_ADMIN_EMAILS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|raw| !raw.is_empty())
+                .map(|raw| {
+                    Email::parse(raw).map_err(|_| ConfigError {
+                        variable: "PLATFORM_ADMIN_EMAILS",
+                        reason: format!("{raw:?} is not an email address"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            stripe_webhook_secret: env
+                .get("STRIPE_WEBHOOK_SECRET")
+                .filter(|raw| !raw.trim().is_empty())
+                .map(|raw| Secret::new(raw.trim())),
+            stripe_webhook_tolerance: env.seconds("STRIPE_WEBHOOK_TOLERANCE_SECS", 300)?,
         };
+        if !config
+            .plans
+            .iter()
+            .any(|plan| plan.id == config.default_plan)
+        {
+            return Err(ConfigError {
+                variable: "DEFAULT_PLAN_ID",
+                reason: format!("{} is not one of the configured plans", config.default_plan),
+            });
+        }
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {
                 variable: "ARGON2_MEMORY_KIB",
@@ -408,5 +516,35 @@ mod tests {
         let config =
             Config::from_vars(&vars(&[("AWS_LAMBDA_FUNCTION_NAME", "auth")])).expect("valid");
         assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn plans_come_from_json_or_the_defaults() {
+        let config =
+            Config::from_vars(&vars(&[("DEFAULT_MONTHLY_QUOTA", "500")])).expect("defaults");
+        assert_eq!(config.default_plan.as_str(), "pln_free");
+        let free = config
+            .plans
+            .iter()
+            .find(|p| p.id == config.default_plan)
+            .expect("free");
+        assert_eq!(free.terms.quotas.get("*"), Some(&500));
+        assert_eq!(config.plans.len(), 2);
+
+        let json = r#"[{"id":"pln_team","name":"Team","price_cents":1000,"rate_limit_rpm":60}]"#;
+        let config = Config::from_vars(&vars(&[
+            ("PLANS_JSON", json),
+            ("DEFAULT_PLAN_ID", "pln_team"),
+        ]))
+        .expect("custom");
+        assert_eq!(config.plans[0].terms.currency, "usd");
+        let err = Config::from_vars(&vars(&[("PLANS_JSON", json)])).expect_err("no pln_free");
+        assert_eq!(err.variable, "DEFAULT_PLAN_ID");
+        let bad = r#"[{"id":"pln_x","name":"X","price_cents":1,"rate_limit_rpm":0}]"#;
+        let err = Config::from_vars(&vars(&[("PLANS_JSON", bad)])).expect_err("bad rpm");
+        assert_eq!(err.variable, "PLANS_JSON");
+        let err = Config::from_vars(&vars(&[("PLATFORM_ADMIN_EMAILS", "a@example.com, nope")]))
+            .expect_err("bad email");
+        assert_eq!(err.variable, "PLATFORM_ADMIN_EMAILS");
     }
 }

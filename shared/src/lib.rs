@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -4,9 +4,10 @@
 //! store, and revocation still acts at once through the limiter's revocation mark.
 
 use crate::auth::{ApiKeyHash, ApiKeySecret};
+use crate::billing::PlanBook;
 use crate::clock::Clock;
 use crate::config::FailMode;
-use crate::domain::{ApiKey, UsageEvent};
+use crate::domain::{ApiKey, Plan, UsageEvent};
 use crate::ratelimit::{Decision, LimitRequest, Limiter, QuotaRequest, QuotaState, RateState};
 use crate::store::{Store, StoreError};
 use crate::usage::{SinkError, UsageSink};
@@ -71,13 +72,16 @@ pub struct Metered {
     pub period_end: DateTime<Utc>,
 }
 
-/// A key as the hot path needs it, with its org's rate limit.
+/// A key as the hot path needs it, with its org's plan and rate limit.
 #[derive(Debug)]
 pub struct MeteredKey {
     /// The key's metadata.
     pub key: ApiKey,
-    /// The org's requests per minute.
+    /// The org's requests per minute: its plan's, or lower where the org set less.
     pub org_rpm: u32,
+    /// The org's plan when the key was loaded: its quotas apply (a plan change acts when the
+    /// cached key expires, within `KEY_CACHE_TTL_SECS`).
+    pub plan: Arc<Plan>,
     fetched: Instant,
     last_touch_ms: AtomicI64,
 }
@@ -85,10 +89,6 @@ pub struct MeteredKey {
 /// How the hot path is configured.
 #[derive(Debug, Clone, Copy)]
 pub struct MeteringPolicy {
-    /// An org's requests per minute when it sets none.
-    pub default_org_rpm: u32,
-    /// Units per meter per month; `None` for no quota.
-    pub monthly_quota: Option<u64>,
     /// What to do when the limiter is down.
     pub fail_mode: FailMode,
     /// How long a key stays cached.
@@ -101,6 +101,7 @@ pub struct Metering {
     store: Arc<dyn Store>,
     limiter: Arc<dyn Limiter>,
     sink: Arc<dyn UsageSink>,
+    plans: PlanBook,
     clock: Arc<dyn Clock>,
     policy: MeteringPolicy,
     cache: Arc<Mutex<HashMap<ApiKeyHash, Arc<MeteredKey>>>>,
@@ -127,6 +128,7 @@ impl Metering {
         store: Arc<dyn Store>,
         limiter: Arc<dyn Limiter>,
         sink: Arc<dyn UsageSink>,
+        plans: PlanBook,
         clock: Arc<dyn Clock>,
         policy: MeteringPolicy,
     ) -> Self {
@@ -134,6 +136,7 @@ impl Metering {
             store,
             limiter,
             sink,
+            plans,
             clock,
             policy,
             cache: Arc::default(),
@@ -190,7 +193,7 @@ impl Metering {
     }
 
     async fn load(&self, hash: &ApiKeyHash) -> Result<MeteredKey, MeterError> {
-        self.store_reads.fetch_add(2, Ordering::Relaxed);
+        self.store_reads.fetch_add(3, Ordering::Relaxed);
         let key = self
             .store
             .api_key_by_hash(hash)
@@ -201,8 +204,12 @@ impl Metering {
             .org(&key.org_id)
             .await?
             .ok_or(MeterError::InvalidKey)?;
+        let plan = self.plans.current_plan(&org, self.clock.now()).await?;
         Ok(MeteredKey {
-            org_rpm: org.rate_limit_rpm.unwrap_or(self.policy.default_org_rpm),
+            org_rpm: org
+                .rate_limit_rpm
+                .map_or(plan.rate_limit_rpm, |rpm| rpm.min(plan.rate_limit_rpm)),
+            plan,
             last_touch_ms: AtomicI64::new(key.last_used_at.map_or(0, |at| at.timestamp_millis())),
             fetched: Instant::now(),
             key,
@@ -219,18 +226,17 @@ impl Metering {
     ) -> Result<Metered, MeterError> {
         let now = self.clock.now();
         let (period, period_end) = month(now);
-        let quotas = match self.policy.monthly_quota {
-            None => Vec::new(),
-            Some(limit) => usage
-                .iter()
-                .map(|(meter, quantity)| QuotaRequest {
+        let quotas = usage
+            .iter()
+            .filter_map(|(meter, quantity)| {
+                Some(QuotaRequest {
                     period_key: format!("{meter}:{period}"),
-                    limit,
+                    limit: key.plan.hard_quota(meter)?,
                     quantity: *quantity,
                     period_end_ms: period_end.timestamp_millis(),
                 })
-                .collect(),
-        };
+            })
+            .collect();
         let request = LimitRequest {
             key_id: key.key.id.to_string(),
             org_id: key.key.org_id.to_string(),

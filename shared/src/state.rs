@@ -2,7 +2,8 @@
 //! Built once per process (per Lambda instance) and shared by clone.
 
 use crate::api_keys::ApiKeys;
-use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys};
+use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys, WebhookSecret};
+use crate::billing::{Billing, BillingPolicy, PlanBook};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::metering::{Metering, MeteringPolicy};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub limiter: Arc<dyn Limiter>,
     /// The metering hot path (keys, limits, usage events).
     pub metering: Metering,
+    /// Plans, subscriptions, usage reports, invoices, webhooks.
+    pub billing: Billing,
     /// The per-IP auth throttle, when enabled.
     pub auth_ip_limit: Option<IpRateLimiter>,
     /// Where the time comes from.
@@ -50,6 +53,8 @@ impl AppState {
             None => None,
         };
         let state = Self::assemble(config, store, limiter, Arc::new(SystemClock))?;
+        // Every process offers the configured plans; the store keeps the first of each.
+        state.billing.plan_book().bootstrap().await?;
         Ok(match sink {
             Some(sink) => state.with_sink(sink),
             None => state,
@@ -58,8 +63,14 @@ impl AppState {
 
     /// The same state with usage events going to `sink` instead.
     pub fn with_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
-        self.metering =
-            Self::metering(&self.config, &self.store, &self.limiter, sink, self.clock());
+        self.metering = Self::metering(
+            &self.config,
+            &self.store,
+            &self.limiter,
+            sink,
+            self.billing.plan_book().clone(),
+            self.clock(),
+        );
         self
     }
 
@@ -72,16 +83,21 @@ impl AppState {
         store: &Arc<dyn Store>,
         limiter: &Arc<dyn Limiter>,
         sink: Arc<dyn UsageSink>,
+        plans: PlanBook,
         clock: Arc<dyn Clock>,
     ) -> Metering {
         let policy = MeteringPolicy {
-            default_org_rpm: config.default_org_rpm,
-            monthly_quota: (config.default_monthly_quota > 0)
-                .then_some(config.default_monthly_quota),
             fail_mode: config.rate_limit_fail_mode,
             key_cache_ttl: config.key_cache_ttl,
         };
-        Metering::new(Arc::clone(store), Arc::clone(limiter), sink, clock, policy)
+        Metering::new(
+            Arc::clone(store),
+            Arc::clone(limiter),
+            sink,
+            plans,
+            clock,
+            policy,
+        )
     }
 
     /// Builds the services on a given store, limiter and clock (tests pick all three).
@@ -110,10 +126,31 @@ impl AppState {
             },
             chrono::Duration::from_std(config.refresh_token_ttl)?,
         );
+        let plans = PlanBook::new(
+            Arc::clone(&store),
+            &config.plans,
+            config.default_plan.clone(),
+            clock.now(),
+        );
+        let billing = Billing::new(
+            Arc::clone(&store),
+            orgs.clone(),
+            plans.clone(),
+            Arc::clone(&clock),
+            BillingPolicy {
+                platform_admins: config.platform_admins.clone(),
+                webhook_secret: config
+                    .stripe_webhook_secret
+                    .as_ref()
+                    .map(|secret| WebhookSecret::new(secret.expose().to_owned())),
+                webhook_tolerance: chrono::Duration::from_std(config.stripe_webhook_tolerance)?,
+            },
+        );
         let direct: Arc<dyn UsageSink> = Arc::new(DirectSink::new(Arc::clone(&store)));
-        let metering = Self::metering(&config, &store, &limiter, direct, Arc::clone(&clock));
+        let metering = Self::metering(&config, &store, &limiter, direct, plans, Arc::clone(&clock));
         Ok(Self {
             metering,
+            billing,
             clock: clock_for_state,
             auth_ip_limit: IpRateLimiter::per_minute(config.auth_ip_limit_per_min),
             config: Arc::new(config),

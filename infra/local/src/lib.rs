@@ -13,7 +13,8 @@ pub fn app(state: AppState) -> Router {
         .merge(meterline_auth::router(state.clone()))
         .merge(meterline_orgs::router(state.clone()))
         .merge(meterline_api_keys::router(state.clone()))
-        .merge(meterline_metering::router(state.clone()));
+        .merge(meterline_metering::router(state.clone()))
+        .merge(meterline_billing_api::router(state.clone()));
     meterline::http::service(routes, &state)
 }
 

@@ -6,9 +6,14 @@ mod api_key;
 mod jwt;
 mod password;
 mod refresh;
+mod stripe;
 
 pub use accounts::{AccessContext, Accounts, AuthError, LockoutPolicy, TokenPair};
 pub use api_key::{ApiKeyHash, ApiKeySecret, DISPLAY_PREFIX_CHARS, KEY_PREFIX};
 pub use jwt::{AccessClaims, IssuedAccessToken, TokenKeys, TokenRejection};
 pub use password::{PasswordHash, PasswordHasher};
 pub use refresh::{RefreshSecret, TokenHash};
+pub use stripe::{
+    DEFAULT_TOLERANCE_SECS, MAX_SIGNATURE_HEADER_BYTES, SignatureError, WebhookSecret, sign,
+    verify_signature,
+};

@@ -7,6 +7,7 @@ mod api_key;
 mod audit;
 mod email;
 mod ids;
+mod invoice;
 mod org;
 mod page;
 mod password;
@@ -18,6 +19,7 @@ pub use api_key::ApiKey;
 pub use audit::{AuditEntry, AuditOrigin};
 pub use email::Email;
 pub use ids::{ApiKeyId, AuditEntryId, OrgId, SessionId, TokenId, UserId};
+pub use invoice::compute_invoice;
 pub use org::{
     Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,
     parse_rate_limit,

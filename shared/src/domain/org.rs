@@ -140,6 +140,12 @@ pub enum OrgAction {
     ViewApiKeys,
     /// Create or revoke API keys.
     ManageApiKeys,
+    /// Read the org's usage reports.
+    ViewUsage,
+    /// Read the upcoming invoice.
+    ViewInvoices,
+    /// Read or change the subscription.
+    ManageBilling,
 }
 
 /// The caller's role does not allow the action (403).
@@ -161,20 +167,26 @@ pub fn authorize(actor: Role, action: OrgAction) -> Result<(), Denied> {
         return Err(Denied("only an owner can grant or remove the owner role"));
     }
     let allowed = match action {
-        OrgAction::View | OrgAction::ViewMembers | OrgAction::ViewApiKeys => true,
-        OrgAction::Delete => actor == Role::Owner,
+        OrgAction::View
+        | OrgAction::ViewMembers
+        | OrgAction::ViewApiKeys
+        | OrgAction::ViewUsage => true,
+        OrgAction::Delete | OrgAction::ManageBilling => actor == Role::Owner,
         OrgAction::RemoveMember { is_self: true, .. } => true,
         OrgAction::Update
         | OrgAction::AddMember(_)
         | OrgAction::ChangeRole { .. }
         | OrgAction::RemoveMember { .. }
         | OrgAction::ViewAuditLog
-        | OrgAction::ManageApiKeys => managers,
+        | OrgAction::ManageApiKeys
+        | OrgAction::ViewInvoices => managers,
     };
     if allowed {
         Ok(())
     } else if action == OrgAction::Delete {
         Err(Denied("only an owner can delete the organization"))
+    } else if action == OrgAction::ManageBilling {
+        Err(Denied("only an owner can manage the subscription"))
     } else {
         Err(Denied("this needs the admin or owner role"))
     }

@@ -272,9 +272,12 @@ pub struct Subscription {
     pub plan_id: PlanId,
     /// Standing with the payment provider.
     pub status: SubscriptionStatus,
-    /// Whether it ends (back to the default plan) when the current period does.
-    pub cancel_at_period_end: bool,
+    /// When it ends (back to the default plan): the end of the period in which the owner
+    /// cancelled; `None` while it renews.
+    #[serde(default)]
+    pub cancel_at: Option<DateTime<Utc>>,
     /// The plans of this period and the one before, oldest first; the last is the current plan.
+    /// (Older spans are dropped as plans change, so the record stays small.)
     pub history: Vec<PlanSpan>,
     /// The payment provider's customer id, when it has one.
     #[serde(default)]
@@ -296,7 +299,7 @@ impl Subscription {
             org_id: org.clone(),
             plan_id: plan.clone(),
             status: SubscriptionStatus::Active,
-            cancel_at_period_end: false,
+            cancel_at: None,
             history: vec![PlanSpan {
                 plan_id: plan.clone(),
                 from: since,
@@ -312,18 +315,32 @@ impl Subscription {
     /// invoice (those overlapping the period containing `at`).
     pub fn switch_to(&mut self, plan: &PlanId, at: DateTime<Utc>) {
         let (period_start, _) = billing_period(at);
+        let (previous_start, _) = billing_period(period_start - chrono::Duration::seconds(1));
         self.history.push(PlanSpan {
             plan_id: plan.clone(),
             from: at,
         });
-        // Keep the last span that started before the period, and everything after.
+        // Keep the span in force when the previous period began, and everything after: the
+        // period that just ended can still be invoiced whole.
         let first_in_period = self
             .history
             .iter()
-            .rposition(|span| span.from <= period_start)
+            .rposition(|span| span.from <= previous_start)
             .unwrap_or(0);
         self.history.drain(..first_in_period);
         self.plan_id = plan.clone();
+    }
+
+    /// The subscription as it stands at `now`: one whose cancellation date has passed is back
+    /// on `default_plan` since that date (the stored record catches up at its next write).
+    pub fn resolved(mut self, default_plan: &PlanId, now: DateTime<Utc>) -> Self {
+        if let Some(end) = self.cancel_at.filter(|end| *end <= now) {
+            self.switch_to(default_plan, end);
+            self.cancel_at = None;
+            self.status = SubscriptionStatus::Canceled;
+            self.provider_subscription_id = None;
+        }
+        self
     }
 
     /// The spans of the period `[start, end)`: each plan with the part of the period it covered.
@@ -497,13 +514,34 @@ mod tests {
             sub.spans_within(start, end),
             vec![(free.clone(), at(1), at(16)), (pro.clone(), at(16), end)]
         );
-        sub.switch_to(
-            &free,
-            Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0)
-                .single()
-                .expect("t"),
+        let team = PlanId::parse("pln_team").expect("id");
+        let dec2 = Utc
+            .with_ymd_and_hms(2026, 12, 2, 0, 0, 0)
+            .single()
+            .expect("t");
+        sub.switch_to(&team, dec2);
+        assert_eq!(sub.plan_id, team);
+        assert_eq!(
+            sub.spans_within(start, end),
+            vec![(free.clone(), at(1), at(16)), (pro.clone(), at(16), end)],
+            "the period just ended keeps its spans"
         );
-        assert_eq!(sub.history.len(), 2, "November's first span is gone");
-        assert_eq!(sub.plan_id, free);
+        let jan2 = Utc
+            .with_ymd_and_hms(2027, 1, 2, 0, 0, 0)
+            .single()
+            .expect("t");
+        sub.switch_to(&free, jan2);
+        assert_eq!(sub.history.len(), 3, "spans before December are gone");
+        // A cancellation taking effect at the period's end leaves that period whole.
+        let mut cancelled = Subscription::default_for(&OrgId::generate(), &free, at(1));
+        cancelled.switch_to(&pro, at(10));
+        cancelled.cancel_at = Some(end);
+        let cancelled = cancelled.resolved(&free, end + chrono::Duration::hours(3));
+        assert_eq!(cancelled.plan_id, free);
+        assert_eq!(cancelled.status, SubscriptionStatus::Canceled);
+        assert_eq!(
+            cancelled.spans_within(start, end),
+            vec![(free.clone(), at(1), at(10)), (pro.clone(), at(10), end)]
+        );
     }
 }

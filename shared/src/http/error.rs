@@ -6,6 +6,7 @@
 
 use super::request_id;
 use crate::auth::AuthError;
+use crate::billing::BillingError;
 use crate::domain::ValidationError;
 use crate::orgs::OrgError;
 use crate::store::StoreError;
@@ -292,6 +293,38 @@ impl From<OrgError> for ApiError {
                 detail,
             },
             OrgError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(err: BillingError) -> Self {
+        let detail = err.to_string();
+        match err {
+            BillingError::Org(err) => err.into(),
+            BillingError::Store(err) => err.into(),
+            BillingError::Validation(err) => err.into(),
+            BillingError::PlanNotFound => Self::NotFound {
+                code: "plan_not_found",
+                detail,
+            },
+            BillingError::PlanExists => Self::Conflict {
+                code: "plan_exists",
+                detail,
+            },
+            BillingError::PlanArchived => Self::Conflict {
+                code: "plan_archived",
+                detail,
+            },
+            BillingError::NothingToCancel => Self::Conflict {
+                code: "not_subscribed",
+                detail,
+            },
+            BillingError::NotPlatformAdmin => Self::Forbidden(detail),
+            BillingError::Signature(_) => Self::BadRequest {
+                code: "invalid_signature",
+                detail,
+            },
         }
     }
 }

@@ -1267,7 +1267,7 @@ mod billing_cases {
         ));
         let mut second = first.clone();
         second.version = 2;
-        second.cancel_at_period_end = true;
+        second.cancel_at = Some(now());
         store
             .save_subscription(&second, &audit(&org, &user, "subscription.updated"), None)
             .await
@@ -1302,7 +1302,7 @@ mod billing_cases {
         );
         let mut replay = first.clone();
         replay.version = 2;
-        replay.cancel_at_period_end = true;
+        replay.cancel_at = Some(now());
         assert!(
             !store
                 .save_subscription(

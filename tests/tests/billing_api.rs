@@ -1,0 +1,630 @@
+//! The billing API end to end over HTTP, on every store backend: the plan catalog and its
+//! admins, subscriptions (owner only, audited), plans driving the metering limits, usage
+//! reports in JSON and CSV, the upcoming invoice, and Stripe's signed webhooks applied once.
+
+use meterline::auth::{WebhookSecret, sign};
+use meterline_e2e::{Account, Backend, Reply, Server, call, unique_email};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WEBHOOK_SECRET: &str = "whsec_e2e_0123456789";
+
+/// A free plan with cheap graduated overage on `requests`, so invoices have round numbers.
+const PLANS: &str = r#"[
+  {"id": "pln_free", "name": "Free", "price_cents": 0, "rate_limit_rpm": 600,
+   "quotas": {"requests": 5, "*": 3},
+   "overage": {"requests": [{"up_to": 10, "unit_amount_cents": 3}, {"up_to": null, "unit_amount_cents": 1}]}},
+  {"id": "pln_pro", "name": "Pro", "price_cents": 4900, "rate_limit_rpm": 6000,
+   "quotas": {"*": 1000000}}
+]"#;
+
+struct Fixture {
+    server: Server,
+    admin: Account,
+    owner: Account,
+    org: String,
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Self {
+        let admin_email = unique_email();
+        let server = Server::start_with(
+            backend,
+            &[
+                ("AUTH_IP_LIMIT_PER_MIN", "0"),
+                ("PLANS_JSON", PLANS),
+                ("PLATFORM_ADMIN_EMAILS", &admin_email),
+                ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+                ("KEY_CACHE_TTL_SECS", "1"),
+            ],
+        )
+        .await;
+        let user = server.signup(&admin_email, "correct horse battery").await;
+        let tokens = server.login(&admin_email, "correct horse battery").await;
+        let admin = Account {
+            id: user["id"].as_str().expect("id").into(),
+            email: admin_email,
+            token: tokens.access,
+        };
+        let owner = server.account().await;
+        let org = server.org(&owner, "Billed").await;
+        Self {
+            server,
+            admin,
+            owner,
+            org,
+        }
+    }
+
+    async fn call(&self, who: &Account, method: Method, path: &str, body: Value) -> Reply {
+        call(&self.server, method, path, &who.token, body).await
+    }
+
+    fn org_path(&self, rest: &str) -> String {
+        format!("/v1/orgs/{}{rest}", self.org)
+    }
+
+    async fn actions(&self) -> Vec<String> {
+        let log = self
+            .call(
+                &self.owner,
+                Method::GET,
+                &self.org_path("/audit-log"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+        log.body["data"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|entry| entry["action"].as_str().expect("action").to_owned())
+            .collect()
+    }
+
+    async fn webhook(&self, body: &Value, timestamp: i64, secret: &str) -> Reply {
+        let raw = body.to_string();
+        let header = sign(
+            &WebhookSecret::new(secret.into()),
+            timestamp,
+            raw.as_bytes(),
+        );
+        let response = self
+            .server
+            .request(Method::POST, "/v1/billing/stripe/webhook")
+            .header("stripe-signature", header)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .expect("sent");
+        Reply::from(response).await
+    }
+}
+
+fn ids(reply: &Reply) -> Vec<String> {
+    reply.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|plan| plan["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn the_catalog_is_public_and_edited_by_platform_admins(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let plans = f.server.get("/v1/plans", None).await;
+    assert_eq!(plans.status, StatusCode::OK);
+    assert_eq!(ids(&plans), ["pln_free", "pln_pro"]);
+    assert_eq!(
+        plans.body["data"][0]["overage"]["requests"][0]["unit_amount_cents"],
+        3
+    );
+
+    let team = json!({"id": "pln_team", "name": "Team", "price_cents": 1900, "rate_limit_rpm": 1200,
+                      "quotas": {"requests": 100}});
+    f.call(&f.owner, Method::POST, "/v1/plans", team.clone())
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    let created = f
+        .call(&f.admin, Method::POST, "/v1/plans", team.clone())
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["price_cents"], 1900);
+    f.call(&f.admin, Method::POST, "/v1/plans", team.clone())
+        .await
+        .assert_problem(StatusCode::CONFLICT, "plan_exists");
+    let bad_tiers = json!({"name": "Bad", "price_cents": 1, "rate_limit_rpm": 10,
+        "overage": {"requests": [{"up_to": 10, "unit_amount_cents": 1}]}});
+    f.call(&f.admin, Method::POST, "/v1/plans", bad_tiers)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let updated = f
+        .call(
+            &f.admin,
+            Method::PUT,
+            "/v1/plans/pln_team",
+            json!({"name": "Team", "price_cents": 2500, "rate_limit_rpm": 1200}),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.body["price_cents"], 2500);
+    assert_eq!(updated.body["created_at"], created.body["created_at"]);
+    f.call(&f.admin, Method::DELETE, "/v1/plans/pln_none", Value::Null)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "plan_not_found");
+    f.call(&f.admin, Method::DELETE, "/v1/plans/pln_free", Value::Null)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let archived = f
+        .call(&f.admin, Method::DELETE, "/v1/plans/pln_team", Value::Null)
+        .await;
+    assert_eq!(archived.body["archived"], true, "{}", archived.body);
+    assert_eq!(
+        ids(&f.server.get("/v1/plans", None).await),
+        ["pln_free", "pln_pro"]
+    );
+    assert_eq!(
+        f.server.get("/v1/plans/pln_team", None).await.body["archived"],
+        true
+    );
+    f.call(
+        &f.owner,
+        Method::PUT,
+        &f.org_path("/subscription"),
+        json!({"plan_id": "pln_team"}),
+    )
+    .await
+    .assert_problem(StatusCode::CONFLICT, "plan_archived");
+}
+
+async fn owners_subscribe_change_and_cancel(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let member = f.server.account().await;
+    let stranger = f.server.account().await;
+    let added = f
+        .call(
+            &f.owner,
+            Method::POST,
+            &f.org_path("/members"),
+            json!({"email": member.email, "role": "admin"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED);
+
+    let current = f
+        .call(
+            &f.owner,
+            Method::GET,
+            &f.org_path("/subscription"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(current.status, StatusCode::OK, "{}", current.body);
+    assert_eq!(current.body["plan_id"], "pln_free");
+    assert_eq!(current.body["status"], "active");
+    f.call(
+        &member,
+        Method::GET,
+        &f.org_path("/subscription"),
+        Value::Null,
+    )
+    .await
+    .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    f.call(
+        &stranger,
+        Method::GET,
+        &f.org_path("/subscription"),
+        Value::Null,
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not_found");
+    f.call(
+        &f.owner,
+        Method::DELETE,
+        &f.org_path("/subscription"),
+        Value::Null,
+    )
+    .await
+    .assert_problem(StatusCode::CONFLICT, "not_subscribed");
+    f.call(
+        &f.owner,
+        Method::PUT,
+        &f.org_path("/subscription"),
+        json!({"plan_id": "pln_gold"}),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    f.call(
+        &f.owner,
+        Method::PUT,
+        &f.org_path("/subscription"),
+        json!({"plan": "pln_pro"}),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+
+    let pro = f
+        .call(
+            &f.owner,
+            Method::PUT,
+            &f.org_path("/subscription"),
+            json!({"plan_id": "pln_pro"}),
+        )
+        .await;
+    assert_eq!(pro.status, StatusCode::OK, "{}", pro.body);
+    assert_eq!(pro.body["plan_id"], "pln_pro");
+    assert_eq!(pro.body["cancel_at_period_end"], false);
+    let cancelled = f
+        .call(
+            &f.owner,
+            Method::DELETE,
+            &f.org_path("/subscription"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        cancelled.body["cancel_at_period_end"], true,
+        "{}",
+        cancelled.body
+    );
+    assert_eq!(
+        cancelled.body["plan_id"], "pln_pro",
+        "the plan stays until the period ends"
+    );
+    let resumed = f
+        .call(
+            &f.owner,
+            Method::PUT,
+            &f.org_path("/subscription"),
+            json!({"plan_id": "pln_pro"}),
+        )
+        .await;
+    assert_eq!(resumed.body["cancel_at_period_end"], false);
+
+    let actions = f.actions().await;
+    assert_eq!(
+        &actions[..3],
+        [
+            "subscription.resumed",
+            "subscription.cancelled",
+            "subscription.plan_changed"
+        ]
+    );
+    // Base prices prorate: part of the month on free (0), the rest on pro.
+    let invoice = f
+        .call(
+            &member,
+            Method::GET,
+            &f.org_path("/invoices/upcoming"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(invoice.status, StatusCode::OK, "{}", invoice.body);
+    assert_eq!(invoice.body["plan_id"], "pln_pro");
+    let lines = invoice.body["lines"].as_array().expect("lines");
+    assert_eq!(lines.len(), 2, "{}", invoice.body);
+    let pro_base = lines[1]["amount_cents"].as_u64().expect("amount");
+    assert!(pro_base > 0 && pro_base <= 4900, "{pro_base}");
+    assert_eq!(invoice.body["total_cents"], pro_base);
+}
+
+async fn plans_drive_the_metering_limits(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let keyed = f.server.keyed(json!({"name": "k"})).await;
+    // Free: `tokens` falls under the `*` quota of 3 and has no overage, so it is a hard cap.
+    for _ in 0..3 {
+        let ok = f
+            .server
+            .metered("/v1/verify", Some(&keyed.key), json!({"meter": "tokens"}))
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+        assert_eq!(ok.body["quota"]["limit"], 3);
+    }
+    f.server
+        .metered("/v1/verify", Some(&keyed.key), json!({"meter": "tokens"}))
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded");
+    // `requests` has overage tiers: past its quota of 5 it is billed, not refused.
+    for _ in 0..7 {
+        let ok = f
+            .server
+            .metered("/v1/verify", Some(&keyed.key), json!({}))
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    }
+    let owner = keyed.owner.clone();
+    let path = format!("/v1/orgs/{}/subscription", keyed.org);
+    let moved = call(
+        &f.server,
+        Method::PUT,
+        &path,
+        &owner.token,
+        json!({"plan_id": "pln_pro"}),
+    )
+    .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    // The key cache holds the old plan for at most KEY_CACHE_TTL_SECS (1 s here).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let ok = f
+        .server
+        .metered("/v1/verify", Some(&keyed.key), json!({"meter": "tokens"}))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["quota"]["limit"], 1_000_000);
+    assert_eq!(ok.headers["x-ratelimit-limit"], "6000");
+}
+
+async fn usage_reports_and_the_invoice_add_up(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let keyed = f.server.keyed(json!({"name": "k"})).await;
+    let now = chrono::Utc::now();
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"id": format!("e{i}"), "meter": "requests", "quantity": 1,
+                        "timestamp": (now - chrono::Duration::minutes(i)).to_rfc3339()})
+        })
+        .chain([json!({"id": "t1", "meter": "tokens", "quantity": 2})])
+        .collect();
+    let sent = f
+        .server
+        .metered("/v1/events", Some(&keyed.key), json!({"events": events}))
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+    let org = &keyed.org;
+    let token = &keyed.owner.token;
+
+    let report = call(
+        &f.server,
+        Method::GET,
+        &format!("/v1/orgs/{org}/usage?granularity=month"),
+        token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert_eq!(report.body["totals"], json!({"requests": 20, "tokens": 2}));
+    assert_eq!(report.body["granularity"], "month");
+    let from = (now - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = (now + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let hourly = call(
+        &f.server,
+        Method::GET,
+        &format!("/v1/orgs/{org}/usage?granularity=hour&meter=requests&from={from}&to={to}"),
+        token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(hourly.status, StatusCode::OK, "{}", hourly.body);
+    assert_eq!(hourly.body["totals"], json!({"requests": 20}));
+    let series_sum: u64 = hourly.body["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| p["quantity"].as_u64().expect("q"))
+        .sum();
+    assert_eq!(series_sum, 20);
+
+    let csv = f
+        .server
+        .request(
+            Method::GET,
+            &format!("/v1/orgs/{org}/usage.csv?granularity=day&from={from}&to={to}"),
+        )
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.expect("text");
+    let mut rows = text.lines();
+    assert_eq!(rows.next(), Some("period_start,granularity,meter,quantity"));
+    let csv_total: u64 = rows
+        .map(|row| {
+            row.rsplit(',')
+                .next()
+                .expect("q")
+                .parse::<u64>()
+                .expect("n")
+        })
+        .sum();
+    assert_eq!(csv_total, 22);
+
+    for bad in [
+        "granularity=week",
+        "from=yesterday",
+        "meter=Bad%20Meter",
+        "from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z",
+        "granularity=hour&from=2026-01-01T00:00:00Z&to=2026-11-01T00:00:00Z",
+    ] {
+        call(
+            &f.server,
+            Method::GET,
+            &format!("/v1/orgs/{org}/usage?{bad}"),
+            token,
+            Value::Null,
+        )
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    }
+    call(
+        &f.server,
+        Method::GET,
+        &format!("/v1/orgs/{org}/usage?colour=red"),
+        token,
+        Value::Null,
+    )
+    .await
+    .assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
+    call(
+        &f.server,
+        Method::GET,
+        &format!("/v1/orgs/{}/usage", f.org),
+        token,
+        Value::Null,
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not_found");
+
+    // Free plan: 5 requests included, then 10 at 3¢ and 5 at 1¢; tokens are within `*`.
+    let invoice = call(
+        &f.server,
+        Method::GET,
+        &format!("/v1/orgs/{org}/invoices/upcoming"),
+        token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(invoice.status, StatusCode::OK, "{}", invoice.body);
+    assert_eq!(invoice.body["total_cents"], 35, "{}", invoice.body);
+    assert_eq!(invoice.body["currency"], "usd");
+    let lines = invoice.body["lines"].as_array().expect("lines");
+    let sum: u64 = lines
+        .iter()
+        .map(|l| l["amount_cents"].as_u64().expect("amount"))
+        .sum();
+    assert_eq!(sum, 35);
+    let charged: Vec<(u64, u64)> = lines
+        .iter()
+        .filter(|l| l["meter"] == "requests")
+        .map(|l| {
+            (
+                l["quantity"].as_u64().expect("q"),
+                l["unit_amount_cents"].as_u64().expect("u"),
+            )
+        })
+        .collect();
+    assert_eq!(charged, [(5, 0), (10, 3), (5, 1)]);
+}
+
+fn checkout(event_id: &str, org: &str) -> Value {
+    json!({"id": event_id, "type": "checkout.session.completed",
+           "data": {"object": {"client_reference_id": org, "customer": "cus_1", "subscription": "sub_1",
+                               "metadata": {"plan_id": "pln_pro"}}}})
+}
+
+async fn stripe_webhooks_apply_once_and_only_when_signed(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let now = chrono::Utc::now().timestamp();
+    let event = checkout("evt_checkout_1", &f.org);
+
+    for (timestamp, secret) in [
+        (now, "whsec_wrong"),
+        (now - 301, WEBHOOK_SECRET),
+        (now + 301, WEBHOOK_SECRET),
+    ] {
+        f.webhook(&event, timestamp, secret)
+            .await
+            .assert_problem(StatusCode::BAD_REQUEST, "invalid_signature");
+    }
+    let unsigned = f
+        .server
+        .request(Method::POST, "/v1/billing/stripe/webhook")
+        .body(event.to_string())
+        .send()
+        .await
+        .expect("sent");
+    Reply::from(unsigned)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "invalid_signature");
+    let garbage = f
+        .server
+        .request(Method::POST, "/v1/billing/stripe/webhook")
+        .header("stripe-signature", "t=abc,v1=zz")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    Reply::from(garbage)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "invalid_signature");
+    let current = f
+        .call(
+            &f.owner,
+            Method::GET,
+            &f.org_path("/subscription"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        current.body["plan_id"], "pln_free",
+        "refused webhooks change nothing"
+    );
+
+    let applied = f.webhook(&event, now, WEBHOOK_SECRET).await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    assert_eq!(applied.body["result"], "applied");
+    let replayed = f.webhook(&event, now, WEBHOOK_SECRET).await;
+    assert_eq!(replayed.body["result"], "duplicate", "{}", replayed.body);
+    let current = f
+        .call(
+            &f.owner,
+            Method::GET,
+            &f.org_path("/subscription"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(current.body["plan_id"], "pln_pro");
+    let actions = f.actions().await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "subscription.checkout_completed")
+            .count(),
+        1
+    );
+
+    let failed = json!({"id": "evt_failed_1", "type": "invoice.payment_failed",
+        "data": {"object": {"subscription_details": {"metadata": {"org_id": f.org}}}}});
+    assert_eq!(
+        f.webhook(&failed, now, WEBHOOK_SECRET).await.body["result"],
+        "applied"
+    );
+    let current = f
+        .call(
+            &f.owner,
+            Method::GET,
+            &f.org_path("/subscription"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(current.body["status"], "past_due");
+
+    let other = json!({"id": "evt_other", "type": "customer.created", "data": {"object": {}}});
+    assert_eq!(
+        f.webhook(&other, now, WEBHOOK_SECRET).await.body["result"],
+        "ignored"
+    );
+
+    let ended = json!({"id": "evt_deleted_1", "type": "customer.subscription.deleted",
+        "data": {"object": {"metadata": {"org_id": f.org}}}});
+    assert_eq!(
+        f.webhook(&ended, now, WEBHOOK_SECRET).await.body["result"],
+        "applied"
+    );
+    let current = f
+        .call(
+            &f.owner,
+            Method::GET,
+            &f.org_path("/subscription"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(current.body["plan_id"], "pln_free");
+    assert_eq!(current.body["status"], "canceled");
+}
+
+meterline_e2e::on_every_backend!(
+    the_catalog_is_public_and_edited_by_platform_admins,
+    owners_subscribe_change_and_cancel,
+    plans_drive_the_metering_limits,
+    usage_reports_and_the_invoice_add_up,
+    stripe_webhooks_apply_once_and_only_when_signed,
+);

@@ -177,6 +177,22 @@ async fn the_catalog_is_public_and_edited_by_platform_admins(backend: Backend) {
     )
     .await
     .assert_problem(StatusCode::CONFLICT, "plan_archived");
+    let log = f
+        .call(&f.admin, Method::GET, "/v1/plans/audit-log", Value::Null)
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    let actions: Vec<&str> = log.body["data"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| entry["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["plan.archived", "plan.updated", "plan.created"]);
+    assert_eq!(log.body["data"][1]["before"]["price_cents"], 1900);
+    assert_eq!(log.body["data"][1]["actor_user_id"], f.admin.id.as_str());
+    f.call(&f.owner, Method::GET, "/v1/plans/audit-log", Value::Null)
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
 }
 
 async fn owners_subscribe_change_and_cancel(backend: Backend) {

@@ -13,15 +13,16 @@ use chrono::{DateTime, Utc};
 use meterline::AppState;
 use meterline::billing::{Billing, SubscriptionView, UsageReport, WebhookOutcome};
 use meterline::domain::{
-    Granularity, Invoice, Plan, PlanId, PlanTerms, ValidationError, parse_meter,
+    AuditEntry, Granularity, Invoice, Plan, PlanId, PlanTerms, ValidationError, parse_meter,
 };
-use meterline::http::{ApiError, Caller, Json, Origin, Path, Query};
+use meterline::http::{ApiError, Caller, Json, List, Origin, Paging, Path, Query};
 use serde::{Deserialize, Serialize};
 
 /// The billing routes, at the same paths as in `template.yaml`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/plans", get(list_plans).post(create_plan))
+        .route("/v1/plans/audit-log", get(plan_audit_log))
         .route(
             "/v1/plans/{plan}",
             get(get_plan).put(update_plan).delete(archive_plan),
@@ -49,6 +50,17 @@ async fn list_plans(State(billing): State<Billing>) -> Result<Json<PlanList>, Ap
     Ok(Json(PlanList {
         data: billing.plans(false).await?,
     }))
+}
+
+async fn plan_audit_log(
+    State(billing): State<Billing>,
+    Caller(caller): Caller,
+    Paging(page): Paging,
+) -> Result<List<AuditEntry>, ApiError> {
+    Ok(List::of(
+        billing.plan_audit_log(&caller.user_id, &page).await?,
+        |entry| entry,
+    ))
 }
 
 async fn get_plan(

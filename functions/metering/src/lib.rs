@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use meterline::AppState;
 use meterline::domain::{
     DEFAULT_METER, UsageEvent, ValidationError, parse_event_id, parse_meter, parse_quantity,
 };
 use meterline::http::{ApiError, MeterRejection, api_key, metered_headers};
 use meterline::metering::{MeteredKey, Metering};
+use meterline::{AppState, Config};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -132,23 +132,58 @@ fn field(index: usize, name: &str) -> String {
     format!("events[{index}].{name}")
 }
 
+/// Events this much inside the lateness window are still accepted at the edge, so one that is
+/// accepted here is not refused by billing a moment later for its age.
+const LATENESS_MARGIN: chrono::Duration = chrono::Duration::hours(1);
+
+/// The times an event may carry: within billing's window, so what is accepted here is counted
+/// (an event billing would refuse is a 422 now, not a dead letter later).
+#[derive(Clone, Copy)]
+struct Window {
+    earliest: DateTime<Utc>,
+    latest: DateTime<Utc>,
+}
+
+impl Window {
+    fn of(config: &Config, now: DateTime<Utc>) -> Self {
+        let lateness =
+            chrono::Duration::from_std(config.usage_lateness).unwrap_or(chrono::Duration::days(7));
+        let skew = chrono::Duration::from_std(config.usage_future_skew)
+            .unwrap_or(chrono::Duration::minutes(5));
+        let lateness = (lateness - LATENESS_MARGIN).max(lateness / 2);
+        Self {
+            earliest: now - lateness,
+            latest: now + skew,
+        }
+    }
+}
+
 fn timestamp(
     index: usize,
     raw: Option<&str>,
     now: DateTime<Utc>,
+    window: Window,
 ) -> Result<DateTime<Utc>, ValidationError> {
-    match raw {
-        None => Ok(now),
-        Some(raw) => DateTime::parse_from_rfc3339(raw)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| {
-                ValidationError::new(field(index, "timestamp"), "must be an RFC 3339 time")
-            }),
+    let Some(raw) = raw else { return Ok(now) };
+    let name = field(index, "timestamp");
+    let at = DateTime::parse_from_rfc3339(raw)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| ValidationError::new(name.clone(), "must be an RFC 3339 time"))?;
+    if at < window.earliest {
+        return Err(ValidationError::new(
+            name,
+            "is older than the lateness window (USAGE_LATENESS_SECS); it can no longer be billed",
+        ));
     }
+    if at > window.latest {
+        return Err(ValidationError::new(name, "is in the future"));
+    }
+    Ok(at)
 }
 
 async fn events(
     State(metering): State<Metering>,
+    State(config): State<Arc<Config>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Response> {
@@ -166,6 +201,7 @@ async fn events(
         )])));
     }
     let now = metering.now();
+    let window = Window::of(&config, now);
     let mut errors = Vec::new();
     let mut accepted = Vec::with_capacity(request.events.len());
     let mut seen = HashSet::new();
@@ -174,7 +210,7 @@ async fn events(
             parse_event_id("id", &event.id),
             parse_meter("meter", &event.meter),
             parse_quantity("quantity", event.quantity),
-            timestamp(index, event.timestamp.as_deref(), now),
+            timestamp(index, event.timestamp.as_deref(), now, window),
         );
         match fields {
             (Ok(id), Ok(meter), Ok(quantity), Ok(timestamp)) => {

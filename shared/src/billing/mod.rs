@@ -12,8 +12,8 @@ pub use webhook::WebhookOutcome;
 use crate::auth::WebhookSecret;
 use crate::clock::Clock;
 use crate::domain::{
-    AuditEntry, AuditOrigin, Email, Granularity, Invoice, Org, OrgAction, OrgId, Plan, PlanId,
-    PlanTerms, Subscription, SubscriptionStatus, UsagePoint, UserId, ValidationError,
+    AuditEntry, AuditOrigin, Email, Granularity, Invoice, Org, OrgAction, OrgId, Page, PageRequest,
+    Plan, PlanId, PlanTerms, Subscription, SubscriptionStatus, UsagePoint, UserId, ValidationError,
     billing_period, compute_invoice,
 };
 use crate::orgs::{OrgError, Orgs};
@@ -301,6 +301,16 @@ impl Billing {
         self.write_plan(caller, "plan.archived", Some(&before), &after, origin)
             .await?;
         Ok(after)
+    }
+
+    /// The plan changes, newest first (platform admins).
+    pub async fn plan_audit_log(
+        &self,
+        caller: &UserId,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, BillingError> {
+        self.require_platform_admin(caller).await?;
+        Ok(self.store.audit_log(&Self::platform_log()?, page).await?)
     }
 
     /// The org's subscription (owners).

@@ -317,7 +317,8 @@ impl Config {
             rate_limit_fail_mode: env.parse("RATE_LIMIT_FAIL_MODE", FailMode::Open)?,
             default_org_rpm,
             default_monthly_quota,
-            key_cache_ttl: env.seconds("KEY_CACHE_TTL_SECS", 30)?,
+            // At most 30 s: with the plan cache's 30 s, a plan change acts within a minute.
+            key_cache_ttl: Duration::from_secs(env.ranged("KEY_CACHE_TTL_SECS", 30, 1..=30)?),
             usage_queue_url: env
                 .get("USAGE_QUEUE_URL")
                 .filter(|url| !url.trim().is_empty())

@@ -71,9 +71,10 @@ start_postgres() {
 
 start_moto() {
   if port_open 4566; then log "moto_server: already running"; return; fi
-  if ! python3 -c 'import moto.server, flask' 2>/dev/null; then
-    log "installing moto[server] with pip"
-    python3 -m pip install -q 'moto[server]' >&2
+  # Pinned: infra/moto_server.py patches moto's DynamoDB transaction rollback (see there).
+  if ! python3 -c 'import moto, moto.server, flask; assert moto.__version__ == "5.2.1"' 2>/dev/null; then
+    log "installing moto[server] 5.2.1 with pip"
+    python3 -m pip install -q 'moto[server]==5.2.1' >&2
   fi
   log "moto_server: starting"
   setsid nohup python3 "$here/moto_server.py" -H 127.0.0.1 -p 4566 >"$state_dir/moto.log" 2>&1 < /dev/null &

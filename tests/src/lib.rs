@@ -1,6 +1,8 @@
 //! The end-to-end harness: starts the local server (the same routers and layers as the Lambda
 //! functions) on a free loopback port over a fresh store, and talks to it over real HTTP.
 
+pub mod sqs;
+
 use meterline::clock::SystemClock;
 use meterline::ratelimit::{Limiter, LocalLimiter};
 use meterline::store::{Store, testing};

@@ -201,9 +201,10 @@ async fn revoked_expired_and_deleted_keys_stop_at_once(backend: Backend) {
 async fn events_are_validated_and_recorded_once(backend: Backend) {
     let server = Server::start_with(backend, &[("AUTH_IP_LIMIT_PER_MIN", "0")]).await;
     let keyed = server.keyed(json!({"name": "events"})).await;
+    let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
     let batch = json!({"events": [
         {"id": "e-1", "meter": "tokens", "quantity": 40, "properties": {"model": "small"}},
-        {"id": "e-2", "meter": "tokens", "quantity": 2, "timestamp": "2026-11-24T10:00:00Z"},
+        {"id": "e-2", "meter": "tokens", "quantity": 2, "timestamp": two_days_ago},
         {"id": "e-1", "meter": "tokens", "quantity": 40},
         {"id": "e-3", "meter": "images", "quantity": 1},
     ]});
@@ -271,6 +272,27 @@ async fn events_are_validated_and_recorded_once(backend: Backend) {
         store.usage_event(&org, "ok").await.expect("read").is_none(),
         "a refused batch records nothing"
     );
+    // Times billing would refuse are refused here, not dead-lettered later.
+    let stale = (chrono::Utc::now() - chrono::Duration::days(8)).to_rfc3339();
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let out_of_window = server
+        .metered(
+            "/v1/events",
+            Some(&keyed.key),
+            json!({"events": [
+                {"id": "old", "meter": "tokens", "quantity": 1, "timestamp": stale},
+                {"id": "new", "meter": "tokens", "quantity": 1, "timestamp": future},
+            ]}),
+        )
+        .await;
+    out_of_window.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let fields: Vec<&str> = out_of_window.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["events[0].timestamp", "events[1].timestamp"]);
     for body in [
         json!({"events": []}),
         json!({"events": (0..1001).map(|i| json!({"id": format!("x{i}"), "meter": "m", "quantity": 1})).collect::<Vec<_>>()}),
@@ -332,33 +354,10 @@ meterline_e2e::on_every_backend!(
     the_quota_refuses_at_its_limit,
 );
 
-async fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "e2e",
-        ))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
-}
-
 #[tokio::test]
 async fn every_served_request_is_in_the_queue_exactly_once() {
-    let endpoint =
-        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    let client = sqs_client(&endpoint).await;
-    let name = format!("usage-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let url = client
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .expect("moto_server is required")
-        .queue_url()
-        .expect("url")
-        .to_owned();
+    let client = meterline_e2e::sqs::client().await;
+    let url = meterline_e2e::sqs::fresh_queue(&client, "usage").await;
     let sink: Arc<dyn UsageSink> = Arc::new(SqsSink::new(client.clone(), &url));
     let server = Server::start_on(
         Backend::Sqlite,
@@ -407,7 +406,7 @@ async fn every_served_request_is_in_the_queue_exactly_once() {
 
 #[tokio::test]
 async fn a_queue_that_is_down_means_503_and_nothing_served() {
-    let client = sqs_client("http://127.0.0.1:1").await;
+    let client = meterline_e2e::sqs::client_at("http://127.0.0.1:1").await;
     let sink: Arc<dyn UsageSink> = Arc::new(SqsSink::new(
         client,
         "http://127.0.0.1:1/000000000000/usage",

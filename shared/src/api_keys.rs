@@ -9,7 +9,7 @@ use crate::domain::{
 use crate::orgs::{OrgError, Orgs};
 use crate::ratelimit::Limiter;
 use crate::store::{Revoked, Store};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -63,10 +63,7 @@ impl ApiKeys {
 
     /// Now, at the millisecond precision every store keeps.
     pub fn now(&self) -> DateTime<Utc> {
-        let now = self.clock.now();
-        Utc.timestamp_millis_opt(now.timestamp_millis())
-            .single()
-            .unwrap_or(now)
+        self.clock.now_millis()
     }
 
     /// Creates a key; the secret is returned here and never again.

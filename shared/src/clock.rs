@@ -7,6 +7,13 @@ use std::sync::Mutex;
 pub trait Clock: Send + Sync + 'static {
     /// The current time, UTC.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The current time at millisecond precision: what every store keeps, so a value written
+    /// and read back compares equal to the one the service returned.
+    fn now_millis(&self) -> DateTime<Utc> {
+        let now = self.now();
+        DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+    }
 }
 
 /// The real wall clock.

@@ -9,7 +9,7 @@ use crate::domain::{
 };
 use crate::ratelimit::Limiter;
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -73,10 +73,7 @@ impl Orgs {
     }
 
     fn now(&self) -> DateTime<Utc> {
-        let now = self.clock.now();
-        Utc.timestamp_millis_opt(now.timestamp_millis())
-            .single()
-            .unwrap_or(now)
+        self.clock.now_millis()
     }
 
     /// The org and the caller's role, after checking the caller may do `action`: the one

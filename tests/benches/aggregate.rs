@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use meterline::domain::{ApiKeyId, OrgId, UsageEvent, sum_counters};
 use meterline::store::{Store, testing};
 use meterline::usage::Admission;
+use meterline_e2e::Lcg;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,19 +30,6 @@ const DEFAULT_DYNAMODB_EVENTS: usize = 500;
 const BATCH: usize = 10;
 const ORGS: usize = 25;
 const METERS: [&str; 4] = ["requests", "tokens", "images", "gb_stored"];
-
-/// A small deterministic generator, so every run measures the same events.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
-    }
-}
 
 fn admission() -> Admission {
     Admission {

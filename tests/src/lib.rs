@@ -464,3 +464,18 @@ impl Drop for PrivateRedis {
         let _ = self.child.wait();
     }
 }
+
+/// A small deterministic generator (a 64-bit LCG), so generated test and benchmark data is the
+/// same on every run and a failing run can be replayed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number in `0..bound`.
+    pub fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound
+    }
+}

@@ -19,7 +19,7 @@ use chrono::{Duration, Utc};
 use meterline::domain::{ApiKeyId, Granularity, OrgId, UsageEvent};
 use meterline::store::Store;
 use meterline::usage::{Admission, SqsSink, UsageSink};
-use meterline_e2e::{Backend, sqs};
+use meterline_e2e::{Backend, Lcg, sqs};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,19 +44,6 @@ fn admission() -> Admission {
     Admission {
         lateness: Duration::days(7),
         future_skew: Duration::minutes(5),
-    }
-}
-
-/// A small deterministic generator, so a failing run can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
     }
 }
 

@@ -11,7 +11,7 @@ use crate::domain::{
 use crate::store::{
     Consumed, LoginFailures, RefreshTokenRecord, Session, Store, StoreError, UserRecord,
 };
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
@@ -135,10 +135,7 @@ impl Accounts {
 
     /// Now, at the millisecond precision every store keeps.
     fn now(&self) -> DateTime<Utc> {
-        let now = self.clock.now();
-        Utc.timestamp_millis_opt(now.timestamp_millis())
-            .single()
-            .unwrap_or(now)
+        self.clock.now_millis()
     }
 
     /// Creates an account.

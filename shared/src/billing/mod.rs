@@ -18,7 +18,7 @@ use crate::domain::{
 };
 use crate::orgs::{OrgError, Orgs};
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -175,10 +175,7 @@ impl Billing {
     }
 
     fn now(&self) -> DateTime<Utc> {
-        let now = self.clock.now();
-        Utc.timestamp_millis_opt(now.timestamp_millis())
-            .single()
-            .unwrap_or(now)
+        self.clock.now_millis()
     }
 
     fn platform_log() -> Result<OrgId, BillingError> {
@@ -506,11 +503,7 @@ impl Billing {
         let subscription = self.plans.subscription(org, at).await?;
         let mut plans = Vec::new();
         for (id, from, to) in subscription.spans_within(start, end) {
-            let plan = match self.plans.plan(&id).await? {
-                Some(plan) => plan,
-                None => self.plans.current_plan(org, at).await?,
-            };
-            plans.push((plan, from, to));
+            plans.push((self.plans.plan_or_default(&id).await?, from, to));
         }
         let mut usage = BTreeMap::new();
         for point in self

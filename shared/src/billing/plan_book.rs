@@ -74,15 +74,7 @@ impl PlanBook {
         if let Some(plan) = cached {
             return Ok(Some(plan));
         }
-        let found = match self.store.plan(id).await? {
-            Some(plan) => Some(Arc::new(plan)),
-            None => self
-                .catalog
-                .iter()
-                .find(|plan| plan.id == *id)
-                .cloned()
-                .map(Arc::new),
-        };
+        let found = self.fresh(id).await?.map(Arc::new);
         if let Some(plan) = &found {
             self.cache
                 .lock()
@@ -129,27 +121,21 @@ impl PlanBook {
         })
     }
 
-    /// The plan whose limits apply to the org at `now`. A subscription to a plan that has
-    /// since vanished falls back to the default plan rather than to no limits at all.
+    /// The plan whose limits apply to the org at `now`.
     pub async fn current_plan(&self, org: &Org, now: DateTime<Utc>) -> StoreResult<Arc<Plan>> {
         let subscription = self.subscription(org, now).await?;
-        if let Some(plan) = self.plan(&subscription.plan_id).await? {
-            return Ok(plan);
-        }
-        tracing::error!(org_id = %org.id, plan_id = %subscription.plan_id, "subscribed plan is missing; using the default plan");
-        self.default()
+        self.plan_or_default(&subscription.plan_id).await
     }
 
-    fn default(&self) -> StoreResult<Arc<Plan>> {
-        self.catalog
-            .iter()
-            .find(|plan| plan.id == self.default_plan)
-            .cloned()
-            .map(Arc::new)
-            .ok_or_else(|| {
-                crate::store::StoreError::Backend(anyhow::anyhow!(
-                    "the default plan is not configured"
-                ))
-            })
+    /// A plan, or the default plan when it has vanished: an org whose plan is missing gets the
+    /// default plan's limits and prices rather than none at all.
+    pub async fn plan_or_default(&self, id: &PlanId) -> StoreResult<Arc<Plan>> {
+        if let Some(plan) = self.plan(id).await? {
+            return Ok(plan);
+        }
+        tracing::error!(plan_id = %id, "plan is missing; using the default plan");
+        self.plan(&self.default_plan).await?.ok_or_else(|| {
+            crate::store::StoreError::Backend(anyhow::anyhow!("the default plan is not configured"))
+        })
     }
 }

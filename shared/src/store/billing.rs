@@ -1,7 +1,7 @@
 //! The billing part of the store: plans, each org's subscription, and the payment provider's
 //! webhook events already applied (so a replay changes nothing).
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 use crate::domain::{AuditEntry, OrgId, Plan, PlanId, Subscription};
 use async_trait::async_trait;
 
@@ -35,4 +35,9 @@ pub trait BillingStore: Send + Sync + 'static {
         audit: &AuditEntry,
         webhook_event: Option<&str>,
     ) -> StoreResult<bool>;
+}
+
+/// Plans and subscriptions are stored as JSON documents on every backend, in this one encoding.
+pub(super) fn document<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.into()))
 }

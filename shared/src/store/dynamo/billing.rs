@@ -13,6 +13,7 @@
 use super::orgs::{audit_item, is_cancellation, org_pk};
 use super::{DynamoStore, Item, get_s, key, malformed, n, s, sdk_error, ttl};
 use crate::domain::{AuditEntry, OrgId, Plan, PlanId, Subscription};
+use crate::store::billing::document;
 use crate::store::{BillingStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
@@ -24,17 +25,13 @@ fn plan_sk(id: &PlanId) -> String {
     format!("PLAN#{id}")
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.into()))
-}
-
 fn body<T: serde::de::DeserializeOwned>(item: &Item, what: &str) -> StoreResult<T> {
     serde_json::from_str(get_s(item, "body")?).map_err(|_| malformed(what))
 }
 
 fn plan_item(plan: &Plan) -> StoreResult<Item> {
     let mut item = key("PLANS".to_owned(), &plan_sk(&plan.id));
-    item.insert("body".into(), s(to_json(plan)?));
+    item.insert("body".into(), s(document(plan)?));
     Ok(item)
 }
 
@@ -119,7 +116,7 @@ impl BillingStore for DynamoStore {
     ) -> StoreResult<bool> {
         let next = i64::try_from(subscription.version).unwrap_or(i64::MAX);
         let mut item = key(org_pk(&subscription.org_id), "SUBSCRIPTION");
-        item.insert("body".into(), s(to_json(subscription)?));
+        item.insert("body".into(), s(document(subscription)?));
         item.insert("version".into(), n(next));
         let put = Put::builder()
             .table_name(&self.table)

@@ -2,13 +2,10 @@
 
 use super::{SqlStore, corrupt, db_error, insert_audit, is_unique_violation, millis};
 use crate::domain::{AuditEntry, OrgId, Plan, PlanId, Subscription};
+use crate::store::billing::document;
 use crate::store::{BillingStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::Row;
-
-fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|err| StoreError::Backend(err.into()))
-}
 
 fn body<T: serde::de::DeserializeOwned>(row: &sqlx::any::AnyRow, what: &str) -> StoreResult<T> {
     let raw: String = row
@@ -30,7 +27,7 @@ impl BillingStore for SqlStore {
              ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
         )
         .bind(plan.id.as_str())
-        .bind(to_json(plan)?)
+        .bind(document(plan)?)
         .bind(millis(plan.updated_at))
         .execute(&mut *tx)
         .await
@@ -45,7 +42,7 @@ impl BillingStore for SqlStore {
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(plan.id.as_str())
-        .bind(to_json(plan)?)
+        .bind(document(plan)?)
         .bind(millis(plan.updated_at))
         .execute(&self.pool)
         .await
@@ -106,7 +103,7 @@ impl BillingStore for SqlStore {
                 return Ok(false);
             }
         }
-        let json = to_json(subscription)?;
+        let json = document(subscription)?;
         let next = version(subscription.version);
         let written = if subscription.version <= 1 {
             sqlx::query("INSERT INTO subscriptions (org_id, version, body) VALUES ($1, $2, $3)")

@@ -1,6 +1,7 @@
 //! The end-to-end harness: starts the local server (the same routers and layers as the Lambda
 //! functions) on a free loopback port over a fresh store, and talks to it over real HTTP.
 
+pub mod faults;
 pub mod sqs;
 
 use meterline::clock::SystemClock;

@@ -156,7 +156,7 @@ async fn the_catalog_is_public_and_edited_by_platform_admins(backend: Backend) {
         .assert_problem(StatusCode::NOT_FOUND, "plan_not_found");
     f.call(&f.admin, Method::DELETE, "/v1/plans/pln_free", Value::Null)
         .await
-        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        .assert_problem(StatusCode::CONFLICT, "default_plan");
     let archived = f
         .call(&f.admin, Method::DELETE, "/v1/plans/pln_team", Value::Null)
         .await;

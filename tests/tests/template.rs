@@ -589,6 +589,29 @@ async fn template_routes_and_router_methods_agree() {
     }
 }
 
+/// The OpenAPI document (`/openapi.json`, `openapi.json`) describes exactly the operations API
+/// Gateway routes, so no route goes undocumented and no documented operation is missing.
+#[test]
+fn the_openapi_document_describes_exactly_the_routed_operations() {
+    let template = Template::load();
+    let (routes, _) = template.routes();
+    let routed: BTreeSet<(String, String)> = routes.into_keys().collect();
+    let doc = serde_json::to_value(meterline_local::openapi()).expect("the document is JSON");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = item.as_object().expect("path item").keys();
+            methods.map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(undocumented.is_empty(), "routed but not in the OpenAPI document: {undocumented:?}");
+    assert!(unrouted.is_empty(), "in the OpenAPI document but not routed: {unrouted:?}");
+}
+
 #[test]
 fn every_function_environment_starts_its_config_in_production() {
     let template = Template::load();

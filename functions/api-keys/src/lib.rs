@@ -9,9 +9,21 @@ use axum::routing::{delete, get};
 use chrono::{DateTime, Utc};
 use meterline::AppState;
 use meterline::api_keys::{ApiKeys, NewApiKey};
-use meterline::domain::{ApiKey, ApiKeyId, ValidationError, parse_rate_limit, short_text};
-use meterline::http::{ApiError, Caller, Json, List, Origin, Paging, Path};
+use meterline::domain::{
+    ApiKey, ApiKeyId, OrgId, ValidationError, parse_rate_limit, short_text,
+};
+use meterline::http::{ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(paths(create_key, list_keys, revoke_key))]
+struct Api;
+
+/// This group's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Api::openapi()
+}
 
 /// The API-key routes, at the same paths as in `template.yaml`.
 pub fn router(state: AppState) -> Router {
@@ -22,7 +34,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// A key's metadata; `key` (the plaintext) only in the creation response.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct KeyView {
     id: ApiKeyId,
     name: String,
@@ -35,7 +47,9 @@ struct KeyView {
     #[serde(with = "meterline::time_format::option")]
     last_used_at: Option<DateTime<Utc>>,
     rate_limit_rpm: Option<u32>,
+    /// The key itself: in the creation answer only, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, pattern = "^ml_live_[0-9A-Za-z]+$")]
     key: Option<String>,
 }
 
@@ -55,11 +69,16 @@ impl KeyView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// When the key stops working by itself (RFC 3339, in the future).
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
+    /// The key's own requests per minute, under the org's.
+    #[schema(minimum = 1)]
     rate_limit_rpm: Option<i64>,
 }
 
@@ -74,6 +93,10 @@ fn expiry(raw: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>
     Ok(Some(at))
 }
 
+/// Creates a key; the answer is the only time the key itself is shown.
+#[utoipa::path(post, path = "/v1/orgs/{org}/api-keys", tag = "api-keys",
+    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")), request_body = CreateKey,
+    responses((status = 201, description = "The key, with `key` shown once", body = KeyView), (status = 403, description = "`forbidden`: only owners and admins manage keys", body = Problem, content_type = "application/problem+json")))]
 async fn create_key(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,
@@ -105,6 +128,10 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// The organization's keys (metadata only), newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/api-keys", tag = "api-keys",
+    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization"), PageQuery),
+    responses((status = 200, description = "A page of keys", body = List<KeyView>), (status = 403, description = "`forbidden`: only owners and admins manage keys", body = Problem, content_type = "application/problem+json")))]
 async fn list_keys(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,
@@ -116,6 +143,11 @@ async fn list_keys(
     Ok(List::of(listed, |key| KeyView::of(key, now)))
 }
 
+/// Revokes a key; warm caches stop honouring it on their next request.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/api-keys/{key}", tag = "api-keys",
+    security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization"), ("key" = ApiKeyId, Path, description = "The key's id")),
+    responses((status = 204, description = "Revoked"), (status = 403, description = "`forbidden`: only owners and admins manage keys", body = Problem, content_type = "application/problem+json")))]
 async fn revoke_key(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,

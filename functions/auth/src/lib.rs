@@ -11,9 +11,19 @@ use meterline::auth::{Accounts, TokenPair};
 use meterline::domain::{
     DisplayName, Email, MAX_PAGE_SIZE, OrgId, PageRequest, Password, Role, User,
 };
-use meterline::http::{ApiError, Caller, Json, JsonOrForm, OptionalJson, Origin, throttle_by_ip};
+use meterline::http::{ApiError, Problem, Caller, Json, JsonOrForm, OptionalJson, Origin, throttle_by_ip};
 use meterline::orgs::Orgs;
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(paths(signup, login, refresh, logout, me, change_password))]
+struct Api;
+
+/// This group's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Api::openapi()
+}
 
 /// The auth routes, at the same paths as in `template.yaml`, throttled per client IP.
 pub fn router(state: AppState) -> Router {
@@ -31,13 +41,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct SignupRequest {
+    #[schema(format = "email", max_length = 254)]
     email: String,
+    #[schema(min_length = 10, max_length = 128)]
     password: String,
+    #[schema(max_length = 100)]
     name: Option<String>,
 }
 
+/// Creates an account (the password is stored as an argon2id hash).
+#[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The new account", body = User),
+        (status = 409, description = "`email_taken`: an account has this email", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 async fn signup(
     State(accounts): State<Accounts>,
     Json(body): Json<SignupRequest>,
@@ -58,13 +78,27 @@ async fn signup(
 }
 
 /// JSON `{email, password}`, or the OAuth2 password form `username=&password=`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginRequest {
     #[serde(alias = "username")]
     email: String,
     password: String,
 }
 
+/// Exchanges email and password for an access token and a refresh token.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A new session's tokens", body = TokenPair),
+        (status = 401, description = "`invalid_credentials`", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 429, description = "`account_locked` after repeated failures, or \
+            `rate_limited` for this client IP; see `Retry-After`", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 async fn login(
     State(accounts): State<Accounts>,
     JsonOrForm(body): JsonOrForm<LoginRequest>,
@@ -72,11 +106,19 @@ async fn login(
     Ok(Json(accounts.login(&body.email, body.password).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RefreshRequest {
     refresh_token: String,
 }
 
+/// Rotates a refresh token: the old one is spent, a reused one revokes its whole session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The session's next tokens", body = TokenPair),
+        (status = 401, description = "`invalid_token`, `token_expired`, `token_reused` (the \
+            session is revoked) or `token_revoked`", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 async fn refresh(
     State(accounts): State<Accounts>,
     Json(body): Json<RefreshRequest>,
@@ -84,11 +126,15 @@ async fn refresh(
     Ok(Json(accounts.refresh(&body.refresh_token).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LogoutRequest {
     refresh_token: Option<String>,
 }
 
+/// Ends the caller's session (its refresh token and access tokens stop working).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    request_body(content = Option<LogoutRequest>, description = "Optional"),
+    responses((status = 204, description = "Logged out")))]
 async fn logout(
     State(accounts): State<Accounts>,
     Caller(caller): Caller,
@@ -100,7 +146,7 @@ async fn logout(
 }
 
 /// The caller's account and the organizations they belong to.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Me {
     #[serde(flatten)]
     user: User,
@@ -108,13 +154,16 @@ struct Me {
 }
 
 /// One of the caller's memberships.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MembershipView {
     org_id: OrgId,
     name: String,
     role: Role,
 }
 
+/// The caller's account and memberships.
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = Me)))]
 async fn me(
     State(accounts): State<Accounts>,
     State(orgs): State<Orgs>,
@@ -139,12 +188,22 @@ async fn me(
     Ok(Json(Me { user, memberships }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChangePasswordRequest {
     current_password: String,
+    #[schema(min_length = 10, max_length = 128)]
     new_password: String,
 }
 
+/// Changes the caller's password and revokes their other sessions.
+#[utoipa::path(post, path = "/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed; other sessions are revoked"),
+        (status = 401, description = "`invalid_credentials` (wrong current password), or the \
+            token is missing, invalid, expired or revoked", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 async fn change_password(
     State(accounts): State<Accounts>,
     State(orgs): State<Orgs>,

@@ -13,10 +13,37 @@ use chrono::{DateTime, Utc};
 use meterline::AppState;
 use meterline::billing::{Billing, SubscriptionView, UsageReport, WebhookOutcome};
 use meterline::domain::{
-    AuditEntry, Granularity, Invoice, Plan, PlanId, PlanTerms, ValidationError, parse_meter,
+    AuditEntry, Granularity, Invoice, OrgId, Plan, PlanId, PlanTerms, ValidationError,
+    parse_meter,
 };
-use meterline::http::{ApiError, Caller, Json, List, Origin, Paging, Path, Query};
+use meterline::http::{
+    ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem, Query,
+};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    list_plans,
+    create_plan,
+    plan_audit_log,
+    get_plan,
+    update_plan,
+    archive_plan,
+    usage,
+    usage_csv,
+    get_subscription,
+    put_subscription,
+    cancel_subscription,
+    upcoming_invoice,
+    stripe_webhook
+))]
+struct Api;
+
+/// This group's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Api::openapi()
+}
 
 /// The billing routes, at the same paths as in `template.yaml`.
 pub fn router(state: AppState) -> Router {
@@ -41,17 +68,25 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The public catalog: plans open to subscribers.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PlanList {
     data: Vec<Plan>,
 }
 
+/// The public catalog: plans open to subscribers (archived ones are left out).
+#[utoipa::path(get, path = "/v1/plans", tag = "billing",
+    responses((status = 200, description = "The catalog", body = PlanList)))]
 async fn list_plans(State(billing): State<Billing>) -> Result<Json<PlanList>, ApiError> {
     Ok(Json(PlanList {
         data: billing.plans(false).await?,
     }))
 }
 
+/// Every plan change, newest first (platform admins).
+#[utoipa::path(get, path = "/v1/plans/audit-log", tag = "billing", security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, description = "A page of audit entries", body = List<AuditEntry>),
+        (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json")))]
 async fn plan_audit_log(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -63,6 +98,10 @@ async fn plan_audit_log(
     ))
 }
 
+/// One plan, archived or not (an org may still be on it).
+#[utoipa::path(get, path = "/v1/plans/{plan}", tag = "billing", params(("plan" = PlanId, Path, description = "The plan")),
+    responses((status = 200, description = "The plan", body = Plan),
+        (status = 404, description = "`plan_not_found`", body = Problem, content_type = "application/problem+json")))]
 async fn get_plan(
     State(billing): State<Billing>,
     Path(plan): Path<String>,
@@ -71,13 +110,20 @@ async fn get_plan(
 }
 
 /// A new plan: its terms, and an id of the admin's choosing (`pln_` + a slug) if wanted.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct NewPlan {
+    /// `pln_` and 1 to 40 of `a-z 0-9 _ -`; a generated id when omitted.
+    #[schema(pattern = "^pln_[a-z0-9_-]{1,40}$")]
     id: Option<String>,
     #[serde(flatten)]
     terms: PlanTerms,
 }
 
+/// Adds a plan to the catalog (platform admins).
+#[utoipa::path(post, path = "/v1/plans", tag = "billing", security(("bearer" = [])),
+    request_body = NewPlan,
+    responses((status = 201, description = "The new plan", body = Plan), (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`plan_exists`: a plan has this id", body = Problem, content_type = "application/problem+json")))]
 async fn create_plan(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -99,6 +145,11 @@ async fn create_plan(
     Ok((StatusCode::CREATED, Json(plan)))
 }
 
+/// Changes a plan's terms (platform admins); orgs on it get the new limits within a minute.
+#[utoipa::path(put, path = "/v1/plans/{plan}", tag = "billing", security(("bearer" = [])),
+    params(("plan" = PlanId, Path, description = "The plan")), request_body = PlanTerms,
+    responses((status = 200, description = "The plan as changed", body = Plan), (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`plan_archived`", body = Problem, content_type = "application/problem+json")))]
 async fn update_plan(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -113,6 +164,12 @@ async fn update_plan(
     ))
 }
 
+/// Archives a plan (platform admins): no new subscribers, orgs on it stay.
+#[utoipa::path(delete, path = "/v1/plans/{plan}", tag = "billing", security(("bearer" = [])),
+    params(("plan" = PlanId, Path, description = "The plan")),
+    responses((status = 200, description = "The archived plan", body = Plan), (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`default_plan`: every org falls back to it", body = Problem,
+            content_type = "application/problem+json")))]
 async fn archive_plan(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -127,12 +184,20 @@ async fn archive_plan(
 }
 
 /// `?from=&to=&granularity=&meter=` of a usage report.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UsageQuery {
+    /// The range's start (RFC 3339); the current period's start when omitted.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// The range's end, exclusive (RFC 3339); now when omitted.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// `hour`, `day` (default) or `month`.
+    #[param(value_type = Option<Granularity>)]
     granularity: Option<String>,
+    /// Only this meter.
     meter: Option<String>,
 }
 
@@ -201,6 +266,10 @@ async fn report(
         .await?)
 }
 
+/// The org's usage counters over a range, and their totals per meter.
+#[utoipa::path(get, path = "/v1/orgs/{org}/usage", tag = "billing", security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization"), UsageQuery),
+    responses((status = 200, description = "The report", body = UsageReport), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
 async fn usage(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -211,6 +280,11 @@ async fn usage(
 }
 
 /// The same report as CSV: a header row, then one row per counter.
+/// The same report as CSV.
+#[utoipa::path(get, path = "/v1/orgs/{org}/usage.csv", tag = "billing",
+    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization"), UsageQuery),
+    responses((status = 200, description = "`period_start,granularity,meter,quantity` rows",
+        body = String, content_type = "text/csv"), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
 async fn usage_csv(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -243,6 +317,10 @@ async fn usage_csv(
     ))
 }
 
+/// The org's plan and standing.
+#[utoipa::path(get, path = "/v1/orgs/{org}/subscription", tag = "billing",
+    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")),
+    responses((status = 200, description = "The subscription", body = SubscriptionView), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
 async fn get_subscription(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -252,12 +330,18 @@ async fn get_subscription(
 }
 
 /// The plan to move to.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChoosePlan {
+    #[schema(value_type = PlanId)]
     plan_id: String,
 }
 
+/// Moves the org to a plan now (owners); a pending cancellation is withdrawn.
+#[utoipa::path(put, path = "/v1/orgs/{org}/subscription", tag = "billing",
+    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")), request_body = ChoosePlan,
+    responses((status = 200, description = "The subscription", body = SubscriptionView), (status = 403, description = "`forbidden`: only owners manage the subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`plan_archived`: the plan takes no new subscribers", body = Problem, content_type = "application/problem+json")))]
 async fn put_subscription(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -272,6 +356,12 @@ async fn put_subscription(
     ))
 }
 
+/// Cancels at the period's end (owners): the org goes back to the default plan then.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/subscription", tag = "billing",
+    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")),
+    responses((status = 200, description = "The subscription, ending at the period's end",
+        body = SubscriptionView), (status = 403, description = "`forbidden`: only owners manage the subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_subscribed`: the org is on the default plan", body = Problem, content_type = "application/problem+json")))]
 async fn cancel_subscription(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -281,6 +371,10 @@ async fn cancel_subscription(
     Ok(Json(billing.cancel(&caller.user_id, &org, &origin).await?))
 }
 
+/// The invoice the current period would have if it ended now.
+#[utoipa::path(get, path = "/v1/orgs/{org}/invoices/upcoming", tag = "billing",
+    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")),
+    responses((status = 200, description = "The invoice so far", body = Invoice), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
 async fn upcoming_invoice(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -290,6 +384,13 @@ async fn upcoming_invoice(
 }
 
 /// Stripe's webhook: the raw body, as signed, and its `Stripe-Signature`.
+/// Stripe's events about subscriptions, verified by `Stripe-Signature`; each applied once.
+#[utoipa::path(post, path = "/v1/billing/stripe/webhook", tag = "billing",
+    security(("stripe_signature" = [])),
+    request_body(content = Object, description = "The Stripe event, exactly as signed"),
+    responses((status = 200, description = "`applied`, `duplicate` or `ignored`",
+        body = WebhookOutcome),
+        (status = 400, description = "`invalid_signature`: missing, malformed, stale or wrong signature", body = Problem, content_type = "application/problem+json")))]
 async fn stripe_webhook(
     State(billing): State<Billing>,
     Origin(origin): Origin,

@@ -17,6 +17,21 @@ fn failure(message_id: &str) -> BatchItemFailure {
     failure
 }
 
+/// Decodes one SQS message body into the usage event it carries and checks that billing may
+/// count it at `now`: the per-record step of [`handle`], on its own so it can be fuzzed. `Err`
+/// is why not (logged; the message is then a batch item failure).
+pub fn decode(
+    body: Option<&str>,
+    admission: &Admission,
+    now: DateTime<Utc>,
+) -> Result<UsageEvent, String> {
+    let body = body.ok_or_else(|| "the message has no body".to_owned())?;
+    let event = serde_json::from_str::<UsageEvent>(body)
+        .map_err(|err| format!("not a usage event: {err}"))?;
+    admission.check(&event, now)?;
+    Ok(event)
+}
+
 /// Applies one SQS batch at `now`; the response names the messages to retry.
 pub async fn handle(
     store: &dyn Store,
@@ -28,16 +43,7 @@ pub async fn handle(
     let mut accepted: Vec<(String, UsageEvent)> = Vec::with_capacity(batch.records.len());
     for record in batch.records {
         let id = record.message_id.unwrap_or_default();
-        let decoded = record
-            .body
-            .as_deref()
-            .ok_or_else(|| "the message has no body".to_owned())
-            .and_then(|body| {
-                serde_json::from_str::<UsageEvent>(body)
-                    .map_err(|err| format!("not a usage event: {err}"))
-            })
-            .and_then(|event| admission.check(&event, now).map(|()| event));
-        match decoded {
+        match decode(record.body.as_deref(), admission, now) {
             Ok(event) => accepted.push((id, event)),
             Err(reason) => {
                 tracing::warn!(message_id = %id, %reason, "usage event refused");

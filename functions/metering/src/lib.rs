@@ -8,21 +8,31 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::{DateTime, Utc};
-use meterline::domain::{
-    DEFAULT_METER, UsageEvent, ValidationError, parse_event_id, parse_meter, parse_quantity,
-};
+use meterline::domain::{DEFAULT_METER, UsageEvent, parse_meter, parse_quantity};
 use meterline::http::{ApiError, MeterRejection, api_key, metered_headers};
 use meterline::metering::{MeteredKey, Metering};
+use meterline::usage::batch::{EventWindow, decode_events, usage_by_meter};
 use meterline::{AppState, Config};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use meterline::domain::{ApiKeyId, OrgId};
+use meterline::http::Problem;
+use meterline::usage::batch::EventsBody;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashSet};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 use std::sync::Arc;
 
-/// The most events one `/v1/events` request may carry.
-pub const MAX_EVENTS: usize = 1000;
+/// The most events one `/v1/events` request may carry (the decoder lives in the shared crate).
+pub use meterline::usage::MAX_EVENTS;
+
+#[derive(OpenApi)]
+#[openapi(paths(verify, events))]
+struct Api;
+
+/// This group's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Api::openapi()
+}
 
 /// The metering routes, at the same paths as in `template.yaml`.
 pub fn router(state: AppState) -> Router {
@@ -54,13 +64,75 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<Optio
     Ok(Some(value))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyBody {
+    /// What the request uses; `requests` when omitted.
+    #[schema(pattern = "^[a-z][a-z0-9_.-]{0,63}$")]
     meter: Option<String>,
+    /// How much of it; 1 when omitted.
+    #[schema(minimum = 1)]
     quantity: Option<i64>,
 }
 
+/// The key's per-minute limit after this request.
+#[derive(Serialize, ToSchema)]
+struct RateView {
+    limit: u32,
+    remaining: u32,
+    /// Seconds until the window is full again.
+    reset: u64,
+}
+
+/// The meter's monthly quota after this request.
+#[derive(Serialize, ToSchema)]
+struct QuotaView {
+    limit: u64,
+    used: u64,
+    remaining: u64,
+    #[serde(with = "meterline::time_format")]
+    period_end: DateTime<Utc>,
+}
+
+/// A verified key: whose it is and what it has left.
+#[derive(Serialize, ToSchema)]
+struct Verified {
+    /// Always `true` (a refused key is a problem answer).
+    valid: bool,
+    org_id: OrgId,
+    key_id: ApiKeyId,
+    /// `null` when the limiter is failing open.
+    ratelimit: Option<RateView>,
+    /// `null` when the meter has no quota.
+    quota: Option<QuotaView>,
+}
+
+/// How many events of the batch were new (repeated ids within it count once).
+#[derive(Serialize, ToSchema)]
+struct Accepted {
+    accepted: usize,
+}
+
+/// Checks a key and counts one use (of `quantity` units of `meter`) against its limits and
+/// quotas, atomically; the usage event goes to billing.
+#[utoipa::path(post, path = "/v1/verify", tag = "metering", security(("api_key" = [])),
+    request_body(content = Option<VerifyBody>, description = "Optional; `{}` or no body counts \
+        one `requests`"),
+    responses(
+        (status = 200, description = "Allowed and counted", body = Verified),
+        (status = 401, description = "`invalid_api_key` (missing or unknown), `api_key_revoked` or \
+            `api_key_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (per key or per org) or `quota_exceeded` \
+            (the meter's monthly quota); see `Retry-After` and the rate-limit headers",
+            body = Problem, content_type = "application/problem+json", headers(
+                ("retry-after" = u64, description = "Seconds until a retry can succeed"),
+                ("ratelimit-limit" = u64, description = "Requests allowed per minute"),
+                ("ratelimit-remaining" = u64, description = "Requests left in the window"),
+                ("ratelimit-reset" = u64, description = "Seconds until the window is full again"),
+            )),
+        (status = 503, description = "The limiter (fail mode `closed`), the usage queue or the \
+            store cannot be reached; nothing was counted", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn verify(
     State(metering): State<Metering>,
     headers: HeaderMap,
@@ -90,97 +162,47 @@ async fn verify(
         .meter(&key, &[(meter, quantity)], &[event])
         .await
         .map_err(reject)?;
-    let quota = metered.quota.map(|q| {
-        json!({
-            "limit": q.limit, "used": q.used, "remaining": q.limit.saturating_sub(q.used),
-            "period_end": metered.period_end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        })
+    let quota = metered.quota.map(|q| QuotaView {
+        limit: q.limit,
+        used: q.used,
+        remaining: q.limit.saturating_sub(q.used),
+        period_end: metered.period_end,
     });
-    let ratelimit = metered.rate.map(
-        |r| json!({"limit": r.limit, "remaining": r.remaining, "reset": r.reset_ms.div_ceil(1000)}),
-    );
-    let mut response = axum::Json(json!({
-        "valid": true,
-        "org_id": key.key.org_id,
-        "key_id": key.key.id,
-        "ratelimit": ratelimit,
-        "quota": quota,
-    }))
+    let ratelimit = metered.rate.map(|r| RateView {
+        limit: r.limit,
+        remaining: r.remaining,
+        reset: r.reset_ms.div_ceil(1000),
+    });
+    let mut response = axum::Json(Verified {
+        valid: true,
+        org_id: key.key.org_id.clone(),
+        key_id: key.key.id.clone(),
+        ratelimit,
+        quota,
+    })
     .into_response();
     metered_headers(response.headers_mut(), &metered);
     Ok(response)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventsBody {
-    events: Vec<EventIn>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventIn {
-    id: String,
-    meter: String,
-    quantity: i64,
-    timestamp: Option<String>,
-    properties: Option<Map<String, Value>>,
-}
-
-/// Names a field of the `index`th event, as the client sent it.
-fn field(index: usize, name: &str) -> String {
-    format!("events[{index}].{name}")
-}
-
-/// Events this much inside the lateness window are still accepted at the edge, so one that is
-/// accepted here is not refused by billing a moment later for its age.
-const LATENESS_MARGIN: chrono::Duration = chrono::Duration::hours(1);
-
-/// The times an event may carry: within billing's window, so what is accepted here is counted
-/// (an event billing would refuse is a 422 now, not a dead letter later).
-#[derive(Clone, Copy)]
-struct Window {
-    earliest: DateTime<Utc>,
-    latest: DateTime<Utc>,
-}
-
-impl Window {
-    fn of(config: &Config, now: DateTime<Utc>) -> Self {
-        let lateness =
-            chrono::Duration::from_std(config.usage_lateness).unwrap_or(chrono::Duration::days(7));
-        let skew = chrono::Duration::from_std(config.usage_future_skew)
-            .unwrap_or(chrono::Duration::minutes(5));
-        let lateness = (lateness - LATENESS_MARGIN).max(lateness / 2);
-        Self {
-            earliest: now - lateness,
-            latest: now + skew,
-        }
-    }
-}
-
-fn timestamp(
-    index: usize,
-    raw: Option<&str>,
-    now: DateTime<Utc>,
-    window: Window,
-) -> Result<DateTime<Utc>, ValidationError> {
-    let Some(raw) = raw else { return Ok(now) };
-    let name = field(index, "timestamp");
-    let at = DateTime::parse_from_rfc3339(raw)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| ValidationError::new(name.clone(), "must be an RFC 3339 time"))?;
-    if at < window.earliest {
-        return Err(ValidationError::new(
-            name,
-            "is older than the lateness window (USAGE_LATENESS_SECS); it can no longer be billed",
-        ));
-    }
-    if at > window.latest {
-        return Err(ValidationError::new(name, "is in the future"));
-    }
-    Ok(at)
-}
-
+/// Records a batch of usage events (1 to 1000) against the key's org; ids make it idempotent.
+#[utoipa::path(post, path = "/v1/events", tag = "metering", security(("api_key" = [])),
+    request_body = EventsBody,
+    responses(
+        (status = 202, description = "Counted (events seen before count once)", body = Accepted),
+        (status = 401, description = "`invalid_api_key` (missing or unknown), `api_key_revoked` or \
+            `api_key_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (per key or per org) or `quota_exceeded` \
+            (the meter's monthly quota); see `Retry-After` and the rate-limit headers",
+            body = Problem, content_type = "application/problem+json", headers(
+                ("retry-after" = u64, description = "Seconds until a retry can succeed"),
+                ("ratelimit-limit" = u64, description = "Requests allowed per minute"),
+                ("ratelimit-remaining" = u64, description = "Requests left in the window"),
+                ("ratelimit-reset" = u64, description = "Seconds until the window is full again"),
+            )),
+        (status = 503, description = "The limiter (fail mode `closed`), the usage queue or the \
+            store cannot be reached; nothing was counted", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn events(
     State(metering): State<Metering>,
     State(config): State<Arc<Config>>,
@@ -188,71 +210,34 @@ async fn events(
     bytes: Bytes,
 ) -> Result<Response, Response> {
     let key = caller_key(&metering, &headers).await?;
-    let Some(request) = body::<EventsBody>(&headers, &bytes).map_err(problem)? else {
-        return Err(problem(ApiError::invalid(vec![ValidationError::new(
-            "events",
-            "is required",
-        )])));
-    };
-    if request.events.is_empty() || request.events.len() > MAX_EVENTS {
-        let message = format!("must hold 1 to {MAX_EVENTS} events");
-        return Err(problem(ApiError::invalid(vec![ValidationError::new(
-            "events", message,
-        )])));
+    // The same content-type rule as `body`; the JSON itself is the decoder's.
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !bytes.is_empty() && !json {
+        return Err(problem(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".into(),
+        )));
     }
     let now = metering.now();
-    let window = Window::of(&config, now);
-    let mut errors = Vec::new();
-    let mut accepted = Vec::with_capacity(request.events.len());
-    let mut seen = HashSet::new();
-    for (index, event) in request.events.into_iter().enumerate() {
-        let fields = (
-            parse_event_id("id", &event.id),
-            parse_meter("meter", &event.meter),
-            parse_quantity("quantity", event.quantity),
-            timestamp(index, event.timestamp.as_deref(), now, window),
-        );
-        match fields {
-            (Ok(id), Ok(meter), Ok(quantity), Ok(timestamp)) => {
-                // The same id twice in one request is one event.
-                if seen.insert(id.clone()) {
-                    accepted.push(UsageEvent {
-                        id,
-                        org_id: key.key.org_id.clone(),
-                        key_id: key.key.id.clone(),
-                        meter,
-                        quantity,
-                        timestamp,
-                        properties: event.properties,
-                    });
-                }
-            }
-            (id, meter, quantity, timestamp) => {
-                let problems = [id.err(), meter.err(), quantity.err()]
-                    .into_iter()
-                    .flatten();
-                errors.extend(
-                    problems.map(|e| ValidationError::new(field(index, &e.field), e.message)),
-                );
-                errors.extend(timestamp.err());
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(problem(ApiError::invalid(errors)));
-    }
-    let mut usage: BTreeMap<String, u64> = BTreeMap::new();
-    for event in &accepted {
-        *usage.entry(event.meter.clone()).or_default() += event.quantity;
-    }
-    let usage: Vec<(String, u64)> = usage.into_iter().collect();
+    let window = EventWindow::of(&config, now);
+    let accepted =
+        decode_events(&bytes, &key.key.org_id, &key.key.id, now, window).map_err(problem)?;
+    let usage = usage_by_meter(&accepted);
     let metered = metering
         .meter(&key, &usage, &accepted)
         .await
         .map_err(reject)?;
     let mut response = (
         StatusCode::ACCEPTED,
-        axum::Json(json!({ "accepted": accepted.len() })),
+        axum::Json(Accepted {
+            accepted: accepted.len(),
+        }),
     )
         .into_response();
     metered_headers(response.headers_mut(), &metered);

@@ -12,9 +12,29 @@ use meterline::domain::{
     AuditEntry, Email, Membership, Org, OrgId, OrgName, Role, UserId, ValidationError,
     parse_rate_limit,
 };
-use meterline::http::{ApiError, Caller, Json, List, Origin, Paging, Path};
+use meterline::http::{ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem};
 use meterline::orgs::{MemberChange, Orgs};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    create_org,
+    list_orgs,
+    get_org,
+    update_org,
+    delete_org,
+    list_members,
+    put_member,
+    remove_member,
+    audit_log
+))]
+struct Api;
+
+/// This group's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    Api::openapi()
+}
 
 /// The orgs routes, at the same paths as in `template.yaml`.
 pub fn router(state: AppState) -> Router {
@@ -31,7 +51,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// An org as its members see it, with the caller's role.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OrgView {
     id: OrgId,
     name: String,
@@ -54,7 +74,7 @@ impl OrgView {
 }
 
 /// A member as the org's members see them.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MemberView {
     user_id: UserId,
     email: Email,
@@ -88,13 +108,20 @@ fn rate_limit(rpm: Option<i64>) -> Result<Option<u32>, ValidationError> {
         .transpose()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateOrg {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// Requests per minute across the org's keys (it may only lower the plan's).
+    #[schema(minimum = 1)]
     rate_limit_rpm: Option<i64>,
 }
 
+/// Creates an organization; the caller becomes its owner.
+#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", security(("bearer" = [])),
+    request_body = CreateOrg,
+    responses((status = 201, description = "The new organization", body = OrgView)))]
 async fn create_org(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -110,6 +137,10 @@ async fn create_org(
     Ok((StatusCode::CREATED, Json(OrgView::of((org, Role::Owner)))))
 }
 
+/// The caller's organizations, newest first.
+#[utoipa::path(get, path = "/v1/orgs", tag = "orgs", security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, description = "A page of organizations", body = List<OrgView>)))]
 async fn list_orgs(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -121,6 +152,10 @@ async fn list_orgs(
     ))
 }
 
+/// One of the caller's organizations.
+#[utoipa::path(get, path = "/v1/orgs/{org}", tag = "orgs", security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization")),
+    responses((status = 200, description = "The organization and the caller's role", body = OrgView)))]
 async fn get_org(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -129,14 +164,21 @@ async fn get_org(
     Ok(Json(OrgView::of(orgs.get(&caller.user_id, &org).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateOrg {
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
+    /// A new limit, or `null` to go back to the plan's.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     rate_limit_rpm: Option<Option<i64>>,
 }
 
+/// Renames an organization or changes its rate limit (owners and admins).
+#[utoipa::path(patch, path = "/v1/orgs/{org}", tag = "orgs", security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization")), request_body = UpdateOrg,
+    responses((status = 200, description = "The organization as changed", body = OrgView), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
 async fn update_org(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -156,6 +198,9 @@ async fn update_org(
     Ok(Json(OrgView::of(updated)))
 }
 
+/// Deletes an organization and stops its keys (owners).
+#[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "orgs", security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization")), responses((status = 204, description = "Deleted"), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
 async fn delete_org(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -166,6 +211,10 @@ async fn delete_org(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The organization's members.
+#[utoipa::path(get, path = "/v1/orgs/{org}/members", tag = "orgs", security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization"), PageQuery),
+    responses((status = 200, description = "A page of members", body = List<MemberView>)))]
 async fn list_members(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -176,13 +225,27 @@ async fn list_members(
     Ok(List::of(members, MemberView::of))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutMember {
+    /// An existing account's email.
+    #[schema(format = "email")]
     email: String,
+    #[schema(value_type = Role)]
     role: String,
 }
 
+/// Adds an account to the organization, or changes a member's role (owners and admins; only
+/// owners grant or take `owner`).
+#[utoipa::path(post, path = "/v1/orgs/{org}/members", tag = "orgs", security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization")), request_body = PutMember,
+    responses(
+        (status = 201, description = "Added", body = MemberView),
+        (status = 200, description = "The member's role changed", body = MemberView),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_owner`: the org would have no owner", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 async fn put_member(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -205,6 +268,16 @@ async fn put_member(
     Ok((status, Json(MemberView::of(member))))
 }
 
+/// Removes a member (owners and admins; members may remove themselves).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user}", tag = "orgs",
+    security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization"), ("user" = UserId, Path, description = "The member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_owner`: the org would have no owner", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
 async fn remove_member(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -216,6 +289,10 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Every change to the organization, newest first (owners and admins).
+#[utoipa::path(get, path = "/v1/orgs/{org}/audit-log", tag = "orgs", security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization"), PageQuery),
+    responses((status = 200, description = "A page of audit entries", body = List<AuditEntry>), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
 async fn audit_log(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,

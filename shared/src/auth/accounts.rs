@@ -34,7 +34,7 @@ impl LockoutPolicy {
 }
 
 /// A token pair as returned by login and refresh.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// The JWT for `Authorization: Bearer`.
     pub access_token: String,

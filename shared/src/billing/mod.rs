@@ -49,6 +49,9 @@ pub enum BillingError {
     /// Plans are edited by platform admins only.
     #[error("only a platform admin can change plans")]
     NotPlatformAdmin,
+    /// The default plan is every org's fallback, so it can never be archived.
+    #[error("the default plan cannot be archived; every org falls back to it")]
+    DefaultPlan,
     /// There is no paid subscription to cancel.
     #[error("the organization is on the default plan; there is nothing to cancel")]
     NothingToCancel,
@@ -64,7 +67,7 @@ pub enum BillingError {
 }
 
 /// A usage report: the counters of a range, and their totals per meter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
     /// The range's start (inclusive).
     #[serde(with = "crate::time_format")]
@@ -81,7 +84,7 @@ pub struct UsageReport {
 }
 
 /// A subscription as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
     /// The org.
     pub org_id: OrgId,
@@ -283,11 +286,7 @@ impl Billing {
         self.require_platform_admin(caller).await?;
         let before = self.plan(id).await?;
         if before.id == *self.plans.default_plan() {
-            return Err(ValidationError::new(
-                "plan",
-                "the default plan cannot be archived; every org falls back to it",
-            )
-            .into());
+            return Err(BillingError::DefaultPlan);
         }
         let mut after = before.clone();
         after.archived = true;

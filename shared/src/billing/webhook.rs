@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// What became of a webhook event (the 200 answer; Stripe only needs a 2xx).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WebhookOutcome {
     /// The event's id.
     pub event_id: String,

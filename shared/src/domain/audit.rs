@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// One audited change, as stored and as shown to owners and admins.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Its id (time-ordered: newest first is id order).
     pub id: AuditEntryId,

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// An email address, trimmed and lower-cased, so `Ann@Example.com ` and `ann@example.com` are
 /// one account.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub struct Email(String);
 
 impl Email {

@@ -44,6 +44,19 @@ impl PlanId {
     }
 }
 
+impl utoipa::PartialSchema for PlanId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        let object = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^pln_[a-z0-9_-]{1,40}$"))
+            .build();
+        utoipa::openapi::RefOr::T(Schema::Object(object))
+    }
+}
+
+impl utoipa::ToSchema for PlanId {}
+
 impl fmt::Display for PlanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -72,7 +85,7 @@ impl From<PlanId> for String {
 /// One step of a graduated overage price: units beyond the included quota, up to `up_to`
 /// (counted from the first unit beyond the quota; `None` for the last, unbounded tier), cost
 /// `unit_amount_cents` each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tier {
     /// The last overage unit this tier prices; `None` for no end.
     pub up_to: Option<u64>,
@@ -81,7 +94,7 @@ pub struct Tier {
 }
 
 /// A plan: its price, the limits it grants and how usage beyond them is charged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     /// Its id.
     pub id: PlanId,
@@ -128,7 +141,7 @@ impl Plan {
 }
 
 /// The editable fields of a plan, as a platform admin sends them; validated as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanTerms {
     /// Display name (1 to 100 characters).
@@ -241,7 +254,7 @@ impl PlanTerms {
 }
 
 /// A subscription's standing with the payment provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
     /// Paid up (or free).
@@ -253,7 +266,7 @@ pub enum SubscriptionStatus {
 }
 
 /// The plan an org was on from `from` (until the next span starts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlanSpan {
     /// The plan.
     pub plan_id: PlanId,
@@ -264,7 +277,7 @@ pub struct PlanSpan {
 
 /// An org's subscription: its plan now, the plans it had earlier this period (for prorating),
 /// and its standing with the payment provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// The org.
     pub org_id: OrgId,
@@ -383,7 +396,7 @@ pub fn billing_period(at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 /// One line of an invoice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvoiceLine {
     /// What the line charges for, for people.
     pub description: String,
@@ -398,7 +411,7 @@ pub struct InvoiceLine {
 }
 
 /// An invoice for one period: base prices and usage charges, in integer cents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
     /// The period's start.
     #[serde(with = "crate::time_format")]

@@ -79,7 +79,7 @@ mod tests {
 }
 
 /// The periods usage is counted in (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Granularity {
     /// Clock hours.
@@ -133,7 +133,7 @@ impl std::str::FromStr for Granularity {
 }
 
 /// One counter: `quantity` of `meter` in the period starting `period_start`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsagePoint {
     /// When the period starts.
     #[serde(with = "crate::time_format")]

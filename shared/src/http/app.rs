@@ -1,5 +1,5 @@
-//! The layers around every function's routes: request id, panic guard, body limit, and
-//! problem+json answers for unknown routes (404) and wrong methods (405).
+//! The layers around every function's routes: request id, a deadline, panic guard, body limit,
+//! and problem+json answers for unknown routes (404) and wrong methods (405).
 
 use super::{ApiError, health, request_id};
 use crate::state::AppState;
@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::any::Any;
+use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// Wraps a function's `routes` (plus the health routes) in the shared layers. The local
@@ -26,7 +27,25 @@ pub fn service(routes: Router, state: &AppState) -> Router {
             refuse_declared_oversize,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(deadline))
         .layer(middleware::from_fn(request_id::layer))
+}
+
+/// The longest a request may run before it is answered 503: under a Lambda's 10 s timeout,
+/// and a bound where a backend has none (a SQL connection that goes silent mid-call waits on
+/// its socket for as long as TCP does).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(9);
+
+/// Answers 503 `service_unavailable` for a request still running at [`REQUEST_DEADLINE`]
+/// (its work is dropped midway, as in a crash: writes are transactions, usage is idempotent).
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(anyhow::anyhow!(
+            "the request did not finish within {REQUEST_DEADLINE:?}"
+        ))
+        .into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -150,23 +150,36 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// The RFC 9457 body of every error answer (`application/problem+json`), public so the OpenAPI
+/// document describes exactly what is sent.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:meterline:problem:<code>`.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    code: &'static str,
-    request_id: Option<String>,
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: &'static str,
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// What went wrong, for programs: stable snake_case, e.g. `validation_failed`.
+    pub code: &'static str,
+    /// The request's `x-request-id`, to quote to support.
+    pub request_id: Option<String>,
+    /// Each field that broke a rule (422 only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldError<'a>>,
+    #[schema(required = false)]
+    pub errors: Vec<FieldError>,
 }
 
-#[derive(Serialize)]
-struct FieldError<'a> {
-    field: &'a str,
-    message: &'a str,
+/// One field's problem in a 422 answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field as the client sent it, e.g. `email` or `events[3].meter`.
+    pub field: String,
+    /// Why it was refused.
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -185,8 +198,8 @@ impl IntoResponse for ApiError {
             Self::Validation { errors, .. } => errors
                 .iter()
                 .map(|e| FieldError {
-                    field: &e.field,
-                    message: &e.message,
+                    field: e.field.to_string(),
+                    message: e.message.clone(),
                 })
                 .collect(),
             _ => Vec::new(),
@@ -314,6 +327,10 @@ impl From<BillingError> for ApiError {
             },
             BillingError::PlanArchived => Self::Conflict {
                 code: "plan_archived",
+                detail,
+            },
+            BillingError::DefaultPlan => Self::Conflict {
+                code: "default_plan",
                 detail,
             },
             BillingError::NothingToCancel => Self::Conflict {

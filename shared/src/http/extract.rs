@@ -175,9 +175,14 @@ where
     }
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
+/// The paging query of list endpoints, public for the OpenAPI document (`params(PageQuery)`).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -198,7 +203,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
 }
 
 /// A list response: `{"data":[...],"next_cursor":null|"..."}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct List<T> {
     data: Vec<T>,
     next_cursor: Option<String>,

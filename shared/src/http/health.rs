@@ -5,10 +5,10 @@ use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
 use std::time::Instant;
+use utoipa::ToSchema;
 
 /// The two health routes.
 pub(super) fn routes(state: AppState) -> Router {
@@ -18,15 +18,57 @@ pub(super) fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn alive() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+/// `/health`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct Alive {
+    /// Always `ok`: the function runs.
+    #[schema(example = "ok")]
+    pub status: &'static str,
 }
 
-/// Times one backend's ping: its JSON report and whether it is up.
+/// Says the function runs, without touching any backend (for liveness probes).
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health",
+    responses((status = 200, description = "The function runs", body = Alive)))]
+pub async fn alive() -> axum::Json<Alive> {
+    axum::Json(Alive { status: "ok" })
+}
+
+/// One backend's check in `/v1/health`.
+#[derive(Serialize, ToSchema)]
+pub struct BackendCheck {
+    /// Which implementation answered, e.g. `postgres`, `redis`, `sqs`.
+    pub backend: String,
+    /// `ok` or `down`.
+    pub status: &'static str,
+    /// How long the ping took.
+    pub latency_ms: f64,
+}
+
+/// The three backends `/v1/health` pings.
+#[derive(Serialize, ToSchema)]
+pub struct BackendChecks {
+    /// The state store.
+    pub store: BackendCheck,
+    /// The rate limiter (Redis or in-process).
+    pub limiter: BackendCheck,
+    /// Where usage events go (SQS or the store).
+    pub queue: BackendCheck,
+}
+
+/// `/v1/health`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct HealthReport {
+    /// `ok` when every backend is up, else `degraded`.
+    pub status: &'static str,
+    /// Each backend's check.
+    pub checks: BackendChecks,
+}
+
+/// Times one backend's ping: its report and whether it is up.
 async fn probe<E: std::fmt::Debug>(
     backend: &str,
     ping: impl std::future::Future<Output = Result<(), E>>,
-) -> (serde_json::Value, bool) {
+) -> (BackendCheck, bool) {
     let started = Instant::now();
     let result = ping.await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -34,11 +76,21 @@ async fn probe<E: std::fmt::Debug>(
         tracing::error!(backend, error = ?err, "health check failed");
     }
     let status = if result.is_ok() { "ok" } else { "down" };
-    let report = json!({ "backend": backend, "status": status, "latency_ms": latency_ms });
+    let report = BackendCheck {
+        backend: backend.to_owned(),
+        status,
+        latency_ms,
+    };
     (report, result.is_ok())
 }
 
-async fn backends(State(state): State<AppState>) -> impl IntoResponse {
+/// Pings each backend, so an operator or load balancer sees which one is down.
+#[utoipa::path(get, path = "/v1/health", tag = "health", operation_id = "health_backends",
+    responses(
+        (status = 200, description = "Every backend answers", body = HealthReport),
+        (status = 503, description = "At least one backend is down", body = HealthReport),
+    ))]
+pub async fn backends(State(state): State<AppState>) -> (StatusCode, axum::Json<HealthReport>) {
     let sink = state.metering.sink();
     let ((store, store_up), (limiter, limiter_up), (queue, queue_up)) = tokio::join!(
         probe(state.store.backend(), state.store.ping()),
@@ -51,10 +103,13 @@ async fn backends(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let overall = if up { "ok" } else { "degraded" };
-    let checks = json!({ "store": store, "limiter": limiter, "queue": queue });
-    (
-        status,
-        axum::Json(json!({ "status": overall, "checks": checks })),
-    )
+    let report = HealthReport {
+        status: if up { "ok" } else { "degraded" },
+        checks: BackendChecks {
+            store,
+            limiter,
+            queue,
+        },
+    };
+    (status, axum::Json(report))
 }

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod health;
 mod metered;
+pub mod openapi;
 mod origin;
 pub mod request_id;
 mod throttle;
@@ -15,8 +16,8 @@ mod throttle;
 pub use app::service;
 pub use bearer::Caller;
 pub use client_ip::ClientIp;
-pub use error::ApiError;
-pub use extract::{Json, JsonOrForm, List, OptionalJson, Paging, Path, Query};
+pub use error::{ApiError, FieldError, Problem};
+pub use extract::{Json, JsonOrForm, List, OptionalJson, PageQuery, Paging, Path, Query};
 pub use metered::{
     API_KEY_HEADER, MeterRejection, MeteringLayer, MeteringService, api_key, metered_headers,
     rate_headers,

@@ -3,10 +3,12 @@
 //! over is refused with 503: a served request without its usage event is lost revenue.
 
 mod admission;
+pub mod batch;
 mod direct;
 mod sqs;
 
 pub use admission::Admission;
+pub use batch::{EventWindow, MAX_EVENTS, decode_events};
 pub use direct::DirectSink;
 pub use sqs::SqsSink;
 

@@ -27,7 +27,12 @@ impl SqsSink {
     /// seconds at most before it is refused, and this sink does its own retries of failed entries.
     pub async fn connect(queue_url: &str) -> Self {
         let config = aws_config::load_from_env().await;
-        let sqs = aws_sdk_sqs::config::Builder::from(&config)
+        Self::connect_with(&config, queue_url)
+    }
+
+    /// Like [`SqsSink::connect`], on a given AWS configuration (e.g. another endpoint).
+    pub fn connect_with(config: &aws_config::SdkConfig, queue_url: &str) -> Self {
+        let sqs = aws_sdk_sqs::config::Builder::from(config)
             .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_sdk_sqs::config::timeout::TimeoutConfig::builder()

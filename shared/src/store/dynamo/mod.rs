@@ -22,6 +22,7 @@ use crate::domain::{Email, SessionId, TokenId, User, UserId};
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
@@ -29,6 +30,7 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::HashMap;
+use std::time::Duration;
 
 mod api_keys;
 mod billing;
@@ -36,6 +38,17 @@ mod orgs;
 mod usage;
 
 type Item = HashMap<String, AttributeValue>;
+
+/// Bounds on every DynamoDB call of a connected store: 2 s to connect, 3 s per attempt, 6 s
+/// per call with its retries, so an unreachable or silent endpoint becomes a 503
+/// (`StoreError::Unavailable`) well within a Lambda's 10 s.
+fn call_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(6))
+        .build()
+}
 
 /// DynamoDB-backed store on one table with string keys `pk` and `sk`.
 pub struct DynamoStore {
@@ -48,9 +61,25 @@ impl DynamoStore {
     /// `AWS_ENDPOINT_URL` from the environment). With `create`, a missing table is created,
     /// which is for local endpoints; in AWS the SAM template owns the table.
     pub async fn connect(table: &str, create: bool) -> anyhow::Result<Self> {
-        anyhow::ensure!(!table.is_empty(), "STORE_URL names no DynamoDB table");
         let config = aws_config::load_from_env().await;
-        let store = Self::new(Client::new(&config), table);
+        Self::connect_with(&config, table, create).await
+    }
+
+    /// Like [`DynamoStore::connect`], on a given AWS configuration (e.g. another endpoint).
+    ///
+    /// Every call is bounded (2 s to connect, 3 s per attempt, 6 s in all): the SDK's defaults
+    /// bound only the connect, so an endpoint that accepts and never answers would hold a
+    /// request forever.
+    pub async fn connect_with(
+        config: &aws_config::SdkConfig,
+        table: &str,
+        create: bool,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(!table.is_empty(), "STORE_URL names no DynamoDB table");
+        let dynamo = aws_sdk_dynamodb::config::Builder::from(config)
+            .timeout_config(call_timeouts())
+            .build();
+        let store = Self::new(Client::from_conf(dynamo), table);
         if create {
             store.create_table_if_missing().await?;
         }

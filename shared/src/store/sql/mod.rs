@@ -57,8 +57,20 @@ fn db_error(err: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.into()),
+        sqlx::Error::Database(ref db)
+            if db.code().is_some_and(|code| server_unavailable(&code)) =>
+        {
+            StoreError::Unavailable(err.into())
+        }
         other => StoreError::Backend(other.into()),
     }
+}
+
+/// Postgres SQLSTATEs of a server that is going away or not taking work now: connection
+/// exceptions (class 08), its sessions ended on shutdown or failover (57P01 admin shutdown,
+/// 57P02 crash shutdown), still starting (57P03), or out of connections (53300).
+fn server_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {

@@ -8,19 +8,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use meterline::domain::{DEFAULT_METER, UsageEvent, parse_meter, parse_quantity};
-use meterline::http::{ApiError, MeterRejection, api_key, metered_headers};
-use meterline::metering::{MeteredKey, Metering};
-use meterline::usage::batch::{EventWindow, decode_events, usage_by_meter};
-use meterline::{AppState, Config};
 use chrono::{DateTime, Utc};
 use meterline::domain::{ApiKeyId, OrgId};
+use meterline::domain::{DEFAULT_METER, UsageEvent, parse_meter, parse_quantity};
 use meterline::http::Problem;
+use meterline::http::{ApiError, MeterRejection, api_key, metered_headers};
+use meterline::metering::{MeteredKey, Metering};
 use meterline::usage::batch::EventsBody;
+use meterline::usage::batch::{EventWindow, decode_events, usage_by_meter};
+use meterline::{AppState, Config};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
 use std::sync::Arc;
+use utoipa::{OpenApi, ToSchema};
 
 /// The most events one `/v1/events` request may carry (the decoder lives in the shared crate).
 pub use meterline::usage::MAX_EVENTS;
@@ -42,24 +42,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A body must say it is JSON (`application/json`, any parameters).
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".into(),
+        ))
+    }
+}
+
 /// Parses an optional JSON body (empty = `None`) with the usual problem answers.
 fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<Option<T>, ApiError> {
     if bytes.is_empty() {
         return Ok(None);
     }
-    let json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !json {
-        return Err(ApiError::UnsupportedMediaType(
-            "expected Content-Type: application/json".into(),
-        ));
-    }
+    require_json(headers)?;
     let axum::Json(value) = axum::Json::<T>::from_bytes(bytes)?;
     Ok(Some(value))
 }
@@ -211,18 +215,8 @@ async fn events(
 ) -> Result<Response, Response> {
     let key = caller_key(&metering, &headers).await?;
     // The same content-type rule as `body`; the JSON itself is the decoder's.
-    let json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !bytes.is_empty() && !json {
-        return Err(problem(ApiError::UnsupportedMediaType(
-            "expected Content-Type: application/json".into(),
-        )));
+    if !bytes.is_empty() {
+        require_json(&headers).map_err(problem)?;
     }
     let now = metering.now();
     let window = EventWindow::of(&config, now);

@@ -34,7 +34,7 @@ const TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
 
 const USAGE: &str = "\
 usage: meterline-coldstart [--runs N] [--warm N] [--store dynamodb|postgres] [--bin-dir DIR]
-                           [--only NAME[,NAME...]]
+                           [--only NAME[,NAME...]] [--env NAME=VALUE]...
   --runs N      cold starts per probe and function (default 10)
   --warm N      warm invocations after each cold one (default 5)
   --store S     dynamodb (moto_server at AWS_ENDPOINT_URL, default) or postgres
@@ -42,6 +42,7 @@ usage: meterline-coldstart [--runs N] [--warm N] [--store dynamodb|postgres] [--
                 the database must exist)
   --bin-dir DIR the release binaries (default $CARGO_TARGET_DIR/release or target/release)
   --only NAMES  only these functions (auth, orgs, api-keys, metering, billing-api, billing)
+  --env N=V     one more variable for every function (repeatable; overrides the harness's)
 Environment: AWS_ENDPOINT_URL (default http://127.0.0.1:4566), REDIS_URL
 (default redis://127.0.0.1:6379).";
 
@@ -60,6 +61,8 @@ struct Options {
     store: StoreKind,
     bin_dir: PathBuf,
     only: Option<Vec<String>>,
+    /// Extra variables for every function (`--env NAME=VALUE`), after the harness's own.
+    extra_env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -74,6 +77,7 @@ impl Options {
             store: StoreKind::DynamoDb,
             bin_dir: default_bin_dir,
             only: None,
+            extra_env: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -89,6 +93,13 @@ impl Options {
                     }
                 }
                 "--bin-dir" => options.bin_dir = PathBuf::from(value()?),
+                "--env" => {
+                    let pair = value()?;
+                    let (name, val) = pair
+                        .split_once('=')
+                        .with_context(|| format!("--env {pair}: NAME=VALUE"))?;
+                    options.extra_env.push((name.to_owned(), val.to_owned()));
+                }
                 "--only" => {
                     options.only = Some(
                         value()?
@@ -245,6 +256,8 @@ impl Bench {
             ("STORE_URL", store_url),
             ("DEFAULT_PLAN_ID", "pln_free"),
             ("SECRETS_REVISION", "1"),
+            // As template.yaml's Globals set it (argon2's working memory is handed back).
+            ("MALLOC_MMAP_THRESHOLD_", "131072"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_DEFAULT_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
@@ -284,6 +297,7 @@ impl Bench {
         if function.binary == "meterline-metering" {
             env.push(("RATE_LIMIT_FAIL_MODE".into(), "open".into()));
         }
+        env.extend(self.options.extra_env.iter().cloned());
         Launch {
             name: function.binary.to_owned(),
             binary: self.options.bin_dir.join(function.binary),
@@ -373,6 +387,7 @@ impl Bench {
         let launch = self.launch(function, &self.store_url.clone());
         let mut session = Session::start(&launch).await?;
         let first = self.probe(&mut session, probe, seed, run).await?;
+        let first_rss = session.peak_rss()?;
         let mut warm = Vec::with_capacity(self.options.warm);
         for _ in 0..self.options.warm {
             warm.push(
@@ -387,6 +402,7 @@ impl Bench {
                 .init_duration()
                 .context("answered without polling")?,
             warm,
+            first_rss,
             peak_rss: session.peak_rss()?,
         };
         session.stop().await?;
@@ -531,6 +547,8 @@ struct Sample {
     init: Duration,
     /// Event handed out -> response, for each warm invocation.
     warm: Vec<Duration>,
+    /// `VmHWM` right after the first (cold) invocation, bytes.
+    first_rss: u64,
     /// `VmHWM` after the last invocation, bytes.
     peak_rss: u64,
 }
@@ -601,7 +619,7 @@ fn print_table(bench: &Bench, rows: &[Row]) {
     println!(
         "| function | binary MiB | init median ms | cold start median / p90 ms (GET /health) \
          | cold start median / p90 ms (first real request) | warm median ms (real request) \
-         | warm median ms (GET /health) | peak RSS MiB |"
+         | warm median ms (GET /health) | peak RSS MiB (after the cold invocation / after all) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
@@ -609,9 +627,10 @@ fn print_table(bench: &Bench, rows: &[Row]) {
         let init: Vec<Duration> = all().map(|s| s.init).collect();
         let warm_real: Vec<Duration> = row.real.iter().flat_map(|s| s.warm.clone()).collect();
         let warm_health: Vec<Duration> = row.health.iter().flat_map(|s| s.warm.clone()).collect();
+        let first_rss = all().map(|s| s.first_rss).max().unwrap_or_default();
         let peak = all().map(|s| s.peak_rss).max().unwrap_or_default();
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} |",
             row.binary,
             mib(row.size),
             ms(percentile(&init, 50)),
@@ -619,6 +638,7 @@ fn print_table(bench: &Bench, rows: &[Row]) {
             cold_cell(&row.real),
             ms(percentile(&warm_real, 50)),
             ms(percentile(&warm_health, 50)),
+            mib(first_rss),
             mib(peak),
         );
     }
@@ -629,9 +649,9 @@ fn print_table(bench: &Bench, rows: &[Row]) {
     println!(
         "\ncold start = process spawn -> first response POSTed to the Runtime API; init = spawn -> \
          first poll for an event; warm = event handed out -> response (median over all warm \
-         invocations); peak RSS = the largest VmHWM of any run, read just before the kill. Binary \
-         sizes are the stripped x86_64 release files; the arm64 zips are measured by \
-         infra/sizes.sh."
+         invocations); peak RSS = the largest VmHWM of any run, read after its cold invocation \
+         and again after its warm ones, just before the kill. Binary sizes are the stripped \
+         x86_64 release files; the arm64 zips are measured by infra/sizes.sh."
     );
 }
 

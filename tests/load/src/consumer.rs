@@ -157,6 +157,8 @@ async fn consume(
         // Read before receiving: an empty answer after the last send means nothing new comes.
         let sent_all = !sending.load(Ordering::Acquire);
         let started = Instant::now();
+        // Short polls only: the private moto serves one SQS call at a time, and a long poll
+        // would hold everyone else up for its whole wait.
         let received = sqs
             .receive_message()
             .queue_url(&queue_url)
@@ -164,7 +166,7 @@ async fn consume(
             // Billing a batch takes milliseconds; a batch whose answer was lost (e.g. a
             // receive retried after a timeout) comes back after this, not after 30 s.
             .visibility_timeout(10)
-            .wait_time_seconds(if sent_all { 1 } else { 0 })
+            .wait_time_seconds(0)
             .send()
             .await;
         seen.receive_time += started.elapsed();
@@ -190,6 +192,7 @@ async fn consume(
                     Ok(_) => {}
                     Err(err) => seen.errors.push(format!("GetQueueAttributes: {err:#}")),
                 }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             } else {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

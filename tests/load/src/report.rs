@@ -333,7 +333,8 @@ impl fmt::Display for Summary<'_> {
         if let Some(start) = self.records.iter().map(|r| r.start_us).min() {
             let mut sent: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
             for record in self.records {
-                let bucket = u64::try_from(record.end_us - start).unwrap_or(0) / 1_000_000 / buckets;
+                let bucket =
+                    u64::try_from(record.end_us - start).unwrap_or(0) / 1_000_000 / buckets;
                 let entry = sent.entry(bucket).or_default();
                 entry.0 += 1;
                 if record.served() {

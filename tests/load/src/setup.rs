@@ -136,7 +136,10 @@ async fn call(
         .with_context(|| format!("{method} {url}"))?;
     let status = response.status();
     let bytes = response.bytes().await?;
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 async fn expect(

@@ -266,31 +266,29 @@ impl Stack {
         let jwt_secret = format!("load-{run}-{}", ulid::Ulid::new());
         let mut server = spawn(
             "meterline (local server)",
-            Command::new(&server_bin)
-                .env_clear()
-                .envs([
-                    ("APP_ENV", "test"),
-                    ("HOST", "127.0.0.1"),
-                    ("PORT", &port.to_string()),
-                    ("JWT_SECRET", &jwt_secret),
-                    ("STORE_URL", &store_url),
-                    ("REDIS_URL", &redis_url),
-                    // A limiter outage must show as 503s here, not as silently unlimited
-                    // requests that would make the limit checks meaningless.
-                    ("RATE_LIMIT_FAIL_MODE", "closed"),
-                    ("USAGE_QUEUE_URL", &queue_url),
-                    ("AWS_ENDPOINT_URL", &sqs_endpoint),
-                    ("AWS_ENDPOINT_URL_SQS", &sqs_endpoint),
-                    ("AWS_REGION", "us-east-1"),
-                    ("AWS_ACCESS_KEY_ID", "test"),
-                    ("AWS_SECRET_ACCESS_KEY", "test"),
-                    ("AWS_EC2_METADATA_DISABLED", "true"),
-                    ("PLANS_JSON", PLANS_JSON),
-                    ("DEFAULT_PLAN_ID", "pln_load_open"),
-                    ("AUTH_IP_LIMIT_PER_MIN", "0"),
-                    ("LOG_FORMAT", "json"),
-                    ("RUST_LOG", "warn"),
-                ]),
+            Command::new(&server_bin).env_clear().envs([
+                ("APP_ENV", "test"),
+                ("HOST", "127.0.0.1"),
+                ("PORT", &port.to_string()),
+                ("JWT_SECRET", &jwt_secret),
+                ("STORE_URL", &store_url),
+                ("REDIS_URL", &redis_url),
+                // A limiter outage must show as 503s here, not as silently unlimited
+                // requests that would make the limit checks meaningless.
+                ("RATE_LIMIT_FAIL_MODE", "closed"),
+                ("USAGE_QUEUE_URL", &queue_url),
+                ("AWS_ENDPOINT_URL", &sqs_endpoint),
+                ("AWS_ENDPOINT_URL_SQS", &sqs_endpoint),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+                ("PLANS_JSON", PLANS_JSON),
+                ("DEFAULT_PLAN_ID", "pln_load_open"),
+                ("AUTH_IP_LIMIT_PER_MIN", "0"),
+                ("LOG_FORMAT", "json"),
+                ("RUST_LOG", "warn"),
+            ]),
             &server_log,
         )?;
         wait_port(port, &mut server, &server_log).await?;
@@ -331,7 +329,10 @@ impl Stack {
             bail!("{url}/health answered {}", probe.status());
         }
         probe = reqwest::get(format!("{url}/v1/health")).await?;
-        eprintln!("{url}/v1/health: {}", probe.text().await.unwrap_or_default());
+        eprintln!(
+            "{url}/v1/health: {}",
+            probe.text().await.unwrap_or_default()
+        );
         Ok(Self {
             base_url: url.to_owned(),
             store,

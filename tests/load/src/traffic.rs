@@ -260,12 +260,7 @@ fn now_us() -> i64 {
 }
 
 /// Sends one request and reads its answer into a record, checking the answer's shape.
-async fn send(
-    http: &reqwest::Client,
-    base: &str,
-    tenants: &Tenants,
-    request: Request,
-) -> Record {
+async fn send(http: &reqwest::Client, base: &str, tenants: &Tenants, request: Request) -> Record {
     let Request {
         key: key_index,
         kind,
@@ -342,9 +337,8 @@ fn contract(
         }
         (202, Some(batch)) => {
             let distinct = batch.distinct().len() as u64;
-            (answer["accepted"].as_u64() != Some(distinct)).then(|| {
-                format!("events 202 says {answer} for {distinct} distinct events")
-            })
+            (answer["accepted"].as_u64() != Some(distinct))
+                .then(|| format!("events 202 says {answer} for {distinct} distinct events"))
         }
         (429, _) => match answer["code"].as_str() {
             Some("rate_limited" | "quota_exceeded") if retry_after => None,

@@ -261,16 +261,32 @@ fn get_opt_time(item: &Item, name: &str) -> StoreResult<Option<DateTime<Utc>>> {
     }
 }
 
-/// Transport trouble is `Unavailable` (503); what the service answered is `Backend` (500).
+/// Service answers that mean "not now" (throttled after the SDK's retries, or the service
+/// itself failing): a client may retry, so they are `Unavailable` like transport trouble.
+const TRANSIENT_CODES: [&str; 5] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+];
+
+/// Transport trouble and transient service answers are `Unavailable` (503); any other answer
+/// of the service is `Backend` (500).
 fn sdk_error<E, R>(err: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    let transient = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| TRANSIENT_CODES.contains(&code));
     match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             StoreError::Unavailable(anyhow!(err))
         }
+        other if transient => StoreError::Unavailable(anyhow!(other)),
         other => StoreError::Backend(anyhow!(other)),
     }
 }

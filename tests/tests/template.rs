@@ -608,8 +608,14 @@ fn the_openapi_document_describes_exactly_the_routed_operations() {
         .collect();
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();
-    assert!(undocumented.is_empty(), "routed but not in the OpenAPI document: {undocumented:?}");
-    assert!(unrouted.is_empty(), "in the OpenAPI document but not routed: {unrouted:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routed but not in the OpenAPI document: {undocumented:?}"
+    );
+    assert!(
+        unrouted.is_empty(),
+        "in the OpenAPI document but not routed: {unrouted:?}"
+    );
 }
 
 #[test]

@@ -9,9 +9,7 @@ use axum::routing::{delete, get};
 use chrono::{DateTime, Utc};
 use meterline::AppState;
 use meterline::api_keys::{ApiKeys, NewApiKey};
-use meterline::domain::{
-    ApiKey, ApiKeyId, OrgId, ValidationError, parse_rate_limit, short_text,
-};
+use meterline::domain::{ApiKey, ApiKeyId, OrgId, ValidationError, parse_rate_limit, short_text};
 use meterline::http::{ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};

@@ -11,7 +11,9 @@ use meterline::auth::{Accounts, TokenPair};
 use meterline::domain::{
     DisplayName, Email, MAX_PAGE_SIZE, OrgId, PageRequest, Password, Role, User,
 };
-use meterline::http::{ApiError, Problem, Caller, Json, JsonOrForm, OptionalJson, Origin, throttle_by_ip};
+use meterline::http::{
+    ApiError, Caller, Json, JsonOrForm, OptionalJson, Origin, Problem, throttle_by_ip,
+};
 use meterline::orgs::Orgs;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};

@@ -13,8 +13,7 @@ use chrono::{DateTime, Utc};
 use meterline::AppState;
 use meterline::billing::{Billing, SubscriptionView, UsageReport, WebhookOutcome};
 use meterline::domain::{
-    AuditEntry, Granularity, Invoice, OrgId, Plan, PlanId, PlanTerms, ValidationError,
-    parse_meter,
+    AuditEntry, Granularity, Invoice, OrgId, Plan, PlanId, PlanTerms, ValidationError, parse_meter,
 };
 use meterline::http::{
     ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem, Query,

@@ -4,7 +4,8 @@
 //! - Accepts only bodies whose every event follows the field rules, checked here by an
 //!   independent oracle over `serde_json::Value`: id 1-128 printable ASCII, meter
 //!   `[a-z][a-z0-9_.-]{0,63}`, quantity a positive i64, timestamp absent/null or RFC 3339
-//!   inside the window; 1 to MAX_EVENTS events; no other fields.
+//!   inside the window; 1 to MAX_EVENTS events; no other fields; at most `i64::MAX` of one
+//!   meter in one request.
 //! - What it accepts is the first event of each id, in order, with the fields as sent and the
 //!   caller's org and key: never more events than the input holds.
 //! - A body the oracle finds valid is accepted (so the decoder is not stricter than the rules).
@@ -118,7 +119,16 @@ fn oracle(body: &Value) -> Option<Vec<Expected<'_>>> {
     }
     let all: Vec<Expected> = events.iter().map(oracle_event).collect::<Option<_>>()?;
     let mut seen = HashSet::new();
-    Some(all.into_iter().filter(|e| seen.insert(e.id)).collect())
+    let unique: Vec<Expected> = all.into_iter().filter(|e| seen.insert(e.id)).collect();
+    // One request counts at most i64::MAX of each meter.
+    let mut totals: HashMap<&str, u128> = HashMap::new();
+    for event in &unique {
+        *totals.entry(event.meter).or_default() += u128::from(event.quantity);
+    }
+    if totals.values().any(|total| *total > i64::MAX as u128) {
+        return None;
+    }
+    Some(unique)
 }
 
 fn assert_matches(accepted: &[UsageEvent], expected: &[Expected]) {

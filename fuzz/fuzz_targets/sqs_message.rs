@@ -4,9 +4,11 @@
 //! The input is an SQS batch: message bodies separated by newlines.
 //! - Never panics, whatever the bodies.
 //! - Accepts only events that follow the field rules (checked independently here): a valid id,
-//!   meter, org and key id, a positive quantity, a time inside the admission window.
+//!   meter, org and key id, a quantity of 1 to `i64::MAX` (what the edge sends and the store
+//!   holds), a time inside the admission window.
 //! - An accepted event re-encodes to JSON that decodes to the same event.
-//! - The batch's counters are the exact per-(org, meter, period) sums of what was accepted.
+//! - The batch's counters are the exact per-(org, meter, period) sums of what was accepted
+//!   (saturating at `u64::MAX`).
 #![no_main]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -39,7 +41,10 @@ fn assert_admissible(event: &UsageEvent) {
             && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-')),
         "bad meter accepted: {meter:?}"
     );
-    assert!(event.quantity > 0, "zero quantity accepted");
+    assert!(
+        event.quantity > 0 && event.quantity <= i64::MAX as u64,
+        "a quantity the edge never sends (and the store cannot hold) accepted"
+    );
     assert!(
         event.timestamp >= now() - ADMISSION.lateness
             && event.timestamp <= now() + ADMISSION.future_skew,
@@ -83,9 +88,17 @@ fuzz_target!(|data: &[u8]| {
             *expected.entry(key).or_default() += u128::from(event.quantity);
         }
     }
+    // Exact below u64::MAX; a sum past it saturates (the stores cap counters at i64::MAX).
+    let expected: BTreeMap<_, u128> = expected
+        .into_iter()
+        .map(|(key, total)| (key, total.min(u128::from(u64::MAX))))
+        .collect();
     let counters: BTreeMap<_, u128> = sum_counters(&accepted)
         .into_iter()
         .map(|(key, total)| (key, u128::from(total)))
         .collect();
-    assert_eq!(counters, expected, "counters are the exact sums");
+    assert_eq!(
+        counters, expected,
+        "counters are the exact sums, saturating"
+    );
 });

@@ -61,6 +61,22 @@ pub fn parse_quantity(field: &'static str, raw: i64) -> Result<u64, ValidationEr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn huge_quantities_saturate_instead_of_wrapping() {
+        let event = super::UsageEvent {
+            id: "e".into(),
+            org_id: crate::domain::OrgId::generate(),
+            key_id: crate::domain::ApiKeyId::generate(),
+            meter: "tokens".into(),
+            quantity: i64::MAX as u64,
+            timestamp: chrono::Utc::now(),
+            properties: None,
+        };
+        let counters = super::sum_counters([&event, &event, &event]);
+        assert_eq!(counters.len(), 3);
+        assert!(counters.values().all(|&total| total == u64::MAX));
+    }
+
     use super::*;
 
     #[test]
@@ -183,7 +199,10 @@ pub fn sum_counters<'a>(
                 granularity,
                 period_start: granularity.period_start(event.timestamp),
             };
-            *counters.entry(key).or_insert(0) += event.quantity;
+            // Saturating: a counter is stored as at most i64::MAX anyway, and a batch of huge
+            // quantities must not wrap (or panic) on its way there.
+            let counter = counters.entry(key).or_insert(0u64);
+            *counter = counter.saturating_add(event.quantity);
         }
     }
     counters

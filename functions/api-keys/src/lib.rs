@@ -93,8 +93,12 @@ fn expiry(raw: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>
 
 /// Creates a key; the answer is the only time the key itself is shown.
 #[utoipa::path(post, path = "/v1/orgs/{org}/api-keys", tag = "api-keys",
-    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")), request_body = CreateKey,
-    responses((status = 201, description = "The key, with `key` shown once", body = KeyView), (status = 403, description = "`forbidden`: only owners and admins manage keys", body = Problem, content_type = "application/problem+json")))]
+    security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization")),
+    request_body = CreateKey,
+    responses((status = 201, description = "The key, with `key` shown once", body = KeyView),
+        (status = 403, description = "`forbidden`: only owners and admins manage keys",
+            body = Problem, content_type = "application/problem+json")))]
 async fn create_key(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,
@@ -128,8 +132,11 @@ async fn create_key(
 
 /// The organization's keys (metadata only), newest first.
 #[utoipa::path(get, path = "/v1/orgs/{org}/api-keys", tag = "api-keys",
-    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization"), PageQuery),
-    responses((status = 200, description = "A page of keys", body = List<KeyView>), (status = 403, description = "`forbidden`: only owners and admins manage keys", body = Problem, content_type = "application/problem+json")))]
+    security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization"), PageQuery),
+    responses((status = 200, description = "A page of keys", body = List<KeyView>),
+        (status = 403, description = "`forbidden`: only owners and admins manage keys",
+            body = Problem, content_type = "application/problem+json")))]
 async fn list_keys(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,
@@ -144,8 +151,13 @@ async fn list_keys(
 /// Revokes a key; warm caches stop honouring it on their next request.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/api-keys/{key}", tag = "api-keys",
     security(("bearer" = [])),
-    params(("org" = OrgId, Path, description = "The organization"), ("key" = ApiKeyId, Path, description = "The key's id")),
-    responses((status = 204, description = "Revoked"), (status = 403, description = "`forbidden`: only owners and admins manage keys", body = Problem, content_type = "application/problem+json")))]
+    params(
+        ("org" = OrgId, Path, description = "The organization"),
+        ("key" = ApiKeyId, Path, description = "The key's id"),
+    ),
+    responses((status = 204, description = "Revoked"),
+        (status = 403, description = "`forbidden`: only owners and admins manage keys",
+            body = Problem, content_type = "application/problem+json")))]
 async fn revoke_key(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,

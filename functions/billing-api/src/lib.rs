@@ -85,7 +85,9 @@ async fn list_plans(State(billing): State<Billing>) -> Result<Json<PlanList>, Ap
 #[utoipa::path(get, path = "/v1/plans/audit-log", tag = "billing", security(("bearer" = [])),
     params(PageQuery),
     responses((status = 200, description = "A page of audit entries", body = List<AuditEntry>),
-        (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 403,
+            description = "`forbidden`: not a platform admin (`PLATFORM_ADMIN_EMAILS`)",
+            body = Problem, content_type = "application/problem+json")))]
 async fn plan_audit_log(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -98,9 +100,11 @@ async fn plan_audit_log(
 }
 
 /// One plan, archived or not (an org may still be on it).
-#[utoipa::path(get, path = "/v1/plans/{plan}", tag = "billing", params(("plan" = PlanId, Path, description = "The plan")),
+#[utoipa::path(get, path = "/v1/plans/{plan}", tag = "billing",
+    params(("plan" = PlanId, Path, description = "The plan")),
     responses((status = 200, description = "The plan", body = Plan),
-        (status = 404, description = "`plan_not_found`", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "`plan_not_found`",
+            body = Problem, content_type = "application/problem+json")))]
 async fn get_plan(
     State(billing): State<Billing>,
     Path(plan): Path<String>,
@@ -121,8 +125,12 @@ struct NewPlan {
 /// Adds a plan to the catalog (platform admins).
 #[utoipa::path(post, path = "/v1/plans", tag = "billing", security(("bearer" = [])),
     request_body = NewPlan,
-    responses((status = 201, description = "The new plan", body = Plan), (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`plan_exists`: a plan has this id", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new plan", body = Plan),
+        (status = 403,
+            description = "`forbidden`: not a platform admin (`PLATFORM_ADMIN_EMAILS`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`plan_exists`: a plan has this id",
+            body = Problem, content_type = "application/problem+json")))]
 async fn create_plan(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -147,8 +155,12 @@ async fn create_plan(
 /// Changes a plan's terms (platform admins); orgs on it get the new limits within a minute.
 #[utoipa::path(put, path = "/v1/plans/{plan}", tag = "billing", security(("bearer" = [])),
     params(("plan" = PlanId, Path, description = "The plan")), request_body = PlanTerms,
-    responses((status = 200, description = "The plan as changed", body = Plan), (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`plan_archived`", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The plan as changed", body = Plan),
+        (status = 403,
+            description = "`forbidden`: not a platform admin (`PLATFORM_ADMIN_EMAILS`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`plan_archived`",
+            body = Problem, content_type = "application/problem+json")))]
 async fn update_plan(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -166,7 +178,10 @@ async fn update_plan(
 /// Archives a plan (platform admins): no new subscribers, orgs on it stay.
 #[utoipa::path(delete, path = "/v1/plans/{plan}", tag = "billing", security(("bearer" = [])),
     params(("plan" = PlanId, Path, description = "The plan")),
-    responses((status = 200, description = "The archived plan", body = Plan), (status = 403, description = "`forbidden`: the caller is not a platform admin (`PLATFORM_ADMIN_EMAILS`)", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The archived plan", body = Plan),
+        (status = 403,
+            description = "`forbidden`: not a platform admin (`PLATFORM_ADMIN_EMAILS`)",
+            body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`default_plan`: every org falls back to it", body = Problem,
             content_type = "application/problem+json")))]
 async fn archive_plan(
@@ -268,7 +283,9 @@ async fn report(
 /// The org's usage counters over a range, and their totals per meter.
 #[utoipa::path(get, path = "/v1/orgs/{org}/usage", tag = "billing", security(("bearer" = [])),
     params(("org" = OrgId, Path, description = "The organization"), UsageQuery),
-    responses((status = 200, description = "The report", body = UsageReport), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The report", body = UsageReport),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json")))]
 async fn usage(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -281,9 +298,12 @@ async fn usage(
 /// The same report as CSV: a header row, then one row per counter.
 /// The same report as CSV.
 #[utoipa::path(get, path = "/v1/orgs/{org}/usage.csv", tag = "billing",
-    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization"), UsageQuery),
+    security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization"), UsageQuery),
     responses((status = 200, description = "`period_start,granularity,meter,quantity` rows",
-        body = String, content_type = "text/csv"), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
+        body = String, content_type = "text/csv"),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json")))]
 async fn usage_csv(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -319,7 +339,9 @@ async fn usage_csv(
 /// The org's plan and standing.
 #[utoipa::path(get, path = "/v1/orgs/{org}/subscription", tag = "billing",
     security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")),
-    responses((status = 200, description = "The subscription", body = SubscriptionView), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json")))]
 async fn get_subscription(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -338,9 +360,14 @@ struct ChoosePlan {
 
 /// Moves the org to a plan now (owners); a pending cancellation is withdrawn.
 #[utoipa::path(put, path = "/v1/orgs/{org}/subscription", tag = "billing",
-    security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")), request_body = ChoosePlan,
-    responses((status = 200, description = "The subscription", body = SubscriptionView), (status = 403, description = "`forbidden`: only owners manage the subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`plan_archived`: the plan takes no new subscribers", body = Problem, content_type = "application/problem+json")))]
+    security(("bearer" = [])),
+    params(("org" = OrgId, Path, description = "The organization")),
+    request_body = ChoosePlan,
+    responses((status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 403, description = "`forbidden`: only owners manage the subscription",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`plan_archived`: the plan takes no new subscribers",
+            body = Problem, content_type = "application/problem+json")))]
 async fn put_subscription(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -359,8 +386,11 @@ async fn put_subscription(
 #[utoipa::path(delete, path = "/v1/orgs/{org}/subscription", tag = "billing",
     security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")),
     responses((status = 200, description = "The subscription, ending at the period's end",
-        body = SubscriptionView), (status = 403, description = "`forbidden`: only owners manage the subscription", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`not_subscribed`: the org is on the default plan", body = Problem, content_type = "application/problem+json")))]
+        body = SubscriptionView),
+        (status = 403, description = "`forbidden`: only owners manage the subscription",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_subscribed`: the org is on the default plan",
+            body = Problem, content_type = "application/problem+json")))]
 async fn cancel_subscription(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -373,7 +403,9 @@ async fn cancel_subscription(
 /// The invoice the current period would have if it ended now.
 #[utoipa::path(get, path = "/v1/orgs/{org}/invoices/upcoming", tag = "billing",
     security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")),
-    responses((status = 200, description = "The invoice so far", body = Invoice), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The invoice so far", body = Invoice),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json")))]
 async fn upcoming_invoice(
     State(billing): State<Billing>,
     Caller(caller): Caller,
@@ -389,7 +421,9 @@ async fn upcoming_invoice(
     request_body(content = Object, description = "The Stripe event, exactly as signed"),
     responses((status = 200, description = "`applied`, `duplicate` or `ignored`",
         body = WebhookOutcome),
-        (status = 400, description = "`invalid_signature`: missing, malformed, stale or wrong signature", body = Problem, content_type = "application/problem+json")))]
+        (status = 400,
+            description = "`invalid_signature`: missing, malformed, stale or wrong signature",
+            body = Problem, content_type = "application/problem+json")))]
 async fn stripe_webhook(
     State(billing): State<Billing>,
     Origin(origin): Origin,

@@ -135,7 +135,8 @@ struct Accepted {
                 ("ratelimit-reset" = u64, description = "Seconds until the window is full again"),
             )),
         (status = 503, description = "The limiter (fail mode `closed`), the usage queue or the \
-            store cannot be reached; nothing was counted", body = Problem, content_type = "application/problem+json"),
+            store cannot be reached; nothing was counted",
+            body = Problem, content_type = "application/problem+json"),
     ))]
 async fn verify(
     State(metering): State<Metering>,
@@ -205,7 +206,8 @@ async fn verify(
                 ("ratelimit-reset" = u64, description = "Seconds until the window is full again"),
             )),
         (status = 503, description = "The limiter (fail mode `closed`), the usage queue or the \
-            store cannot be reached; nothing was counted", body = Problem, content_type = "application/problem+json"),
+            store cannot be reached; nothing was counted",
+            body = Problem, content_type = "application/problem+json"),
     ))]
 async fn events(
     State(metering): State<Metering>,

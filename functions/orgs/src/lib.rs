@@ -155,7 +155,9 @@ async fn list_orgs(
 /// One of the caller's organizations.
 #[utoipa::path(get, path = "/v1/orgs/{org}", tag = "orgs", security(("bearer" = [])),
     params(("org" = OrgId, Path, description = "The organization")),
-    responses((status = 200, description = "The organization and the caller's role", body = OrgView)))]
+    responses(
+        (status = 200, description = "The organization and the caller's role", body = OrgView),
+    ))]
 async fn get_org(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -178,7 +180,9 @@ struct UpdateOrg {
 /// Renames an organization or changes its rate limit (owners and admins).
 #[utoipa::path(patch, path = "/v1/orgs/{org}", tag = "orgs", security(("bearer" = [])),
     params(("org" = OrgId, Path, description = "The organization")), request_body = UpdateOrg,
-    responses((status = 200, description = "The organization as changed", body = OrgView), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The organization as changed", body = OrgView),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json")))]
 async fn update_org(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -200,7 +204,10 @@ async fn update_org(
 
 /// Deletes an organization and stops its keys (owners).
 #[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "orgs", security(("bearer" = [])),
-    params(("org" = OrgId, Path, description = "The organization")), responses((status = 204, description = "Deleted"), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
+    params(("org" = OrgId, Path, description = "The organization")),
+    responses((status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json")))]
 async fn delete_org(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
@@ -242,7 +249,8 @@ struct PutMember {
     responses(
         (status = 201, description = "Added", body = MemberView),
         (status = 200, description = "The member's role changed", body = MemberView),
-        (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last_owner`: the org would have no owner", body = Problem,
             content_type = "application/problem+json"),
     ))]
@@ -271,10 +279,14 @@ async fn put_member(
 /// Removes a member (owners and admins; members may remove themselves).
 #[utoipa::path(delete, path = "/v1/orgs/{org}/members/{user}", tag = "orgs",
     security(("bearer" = [])),
-    params(("org" = OrgId, Path, description = "The organization"), ("user" = UserId, Path, description = "The member")),
+    params(
+        ("org" = OrgId, Path, description = "The organization"),
+        ("user" = UserId, Path, description = "The member"),
+    ),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last_owner`: the org would have no owner", body = Problem,
             content_type = "application/problem+json"),
     ))]
@@ -292,7 +304,9 @@ async fn remove_member(
 /// Every change to the organization, newest first (owners and admins).
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit-log", tag = "orgs", security(("bearer" = [])),
     params(("org" = OrgId, Path, description = "The organization"), PageQuery),
-    responses((status = 200, description = "A page of audit entries", body = List<AuditEntry>), (status = 403, description = "`forbidden`: the caller's role does not allow this", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "A page of audit entries", body = List<AuditEntry>),
+        (status = 403, description = "`forbidden`: the caller's role does not allow this",
+            body = Problem, content_type = "application/problem+json")))]
 async fn audit_log(
     State(orgs): State<Orgs>,
     Caller(caller): Caller,

@@ -8,23 +8,18 @@
 //!   request (a crash halfway through a multi-step write, before or after the backend acted).
 //! - [`PrivateRedis::kill`] and [`PrivateRedis::restart`]: a Redis that really dies and comes
 //!   back on the same port, memory lost.
-//! - [`Server::start_over`]: a server on a store of the test's choosing (e.g. one reached
+//! - [`crate::Server::start_over`]: a server on a store of the test's choosing (e.g. one reached
 //!   through a proxy), and [`postgres_via`] / [`dynamodb_via`] to build such stores.
 
-use crate::{PrivateRedis, Server, TEST_JWT_SECRET};
-use meterline::clock::SystemClock;
-use meterline::ratelimit::Limiter;
+use crate::PrivateRedis;
 use meterline::store::{DynamoStore, Store};
-use meterline::usage::UsageSink;
-use meterline::{AppState, Config};
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What the proxy does with traffic.
@@ -408,44 +403,6 @@ pub async fn dynamodb_via(proxy: &Proxy) -> Arc<dyn Store> {
             )
         });
     Arc::new(store)
-}
-
-impl Server {
-    /// A server on `store` (e.g. one reached through a [`Proxy`]) with a chosen limiter and
-    /// usage sink (default: the direct sink into `store`), like [`Server::start_on`].
-    pub async fn start_over(
-        store: Arc<dyn Store>,
-        settings: &[(&str, &str)],
-        limiter: Arc<dyn Limiter>,
-        sink: Option<Arc<dyn UsageSink>>,
-    ) -> Self {
-        let mut vars: HashMap<String, String> = HashMap::from([
-            ("APP_ENV".into(), "test".into()),
-            ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
-        ]);
-        vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_vars(&vars).expect("test configuration is valid");
-        let state =
-            AppState::assemble(config, store, limiter, Arc::new(SystemClock)).expect("state");
-        let state = match sink {
-            Some(sink) => state.with_sink(sink),
-            None => state,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(meterline_local::serve(listener, state.clone(), async {
-            let _ = stopped.await;
-        }));
-        Self {
-            state,
-            base,
-            client: reqwest::Client::new(),
-            _stop: stop,
-        }
-    }
 }
 
 impl PrivateRedis {

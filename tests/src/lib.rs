@@ -77,19 +77,25 @@ impl Server {
         limiter: Arc<dyn Limiter>,
         sink: Option<Arc<dyn UsageSink>>,
     ) -> Self {
+        Self::start_over(backend.store().await, settings, limiter, sink).await
+    }
+
+    /// A server on `store` (e.g. one reached through a fault-injection proxy) with a chosen
+    /// limiter and usage sink (default: the direct sink into `store`).
+    pub async fn start_over(
+        store: Arc<dyn Store>,
+        settings: &[(&str, &str)],
+        limiter: Arc<dyn Limiter>,
+        sink: Option<Arc<dyn UsageSink>>,
+    ) -> Self {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("APP_ENV".into(), "test".into()),
             ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
         ]);
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(&vars).expect("test configuration is valid");
-        let state = AppState::assemble(
-            config,
-            backend.store().await,
-            limiter,
-            Arc::new(SystemClock),
-        )
-        .expect("state");
+        let state =
+            AppState::assemble(config, store, limiter, Arc::new(SystemClock)).expect("state");
         let state = match sink {
             Some(sink) => state.with_sink(sink),
             None => state,

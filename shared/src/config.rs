@@ -186,6 +186,8 @@ pub struct Config {
     pub stripe_webhook_secret: Option<Secret>,
     /// `STRIPE_WEBHOOK_TOLERANCE_SECS`: how old a signed webhook may be (default 300).
     pub stripe_webhook_tolerance: Duration,
+    /// Social-login providers (`OAUTH_*`).
+    pub oauth: crate::oauth::OAuthConfig,
 }
 
 /// One plan as configuration offers it: an id and its terms.
@@ -222,7 +224,7 @@ fn default_plans(rpm: u32, monthly_quota: u64) -> Vec<PlanSeed> {
 
 fn parse_plans(raw: &str) -> Result<Vec<PlanSeed>, ConfigError> {
     let refuse = |reason: String| ConfigError {
-        variable: "PLANS_JSON",
+        variable: "PLANS_JSON".into(),
         reason,
     };
     let plans: Vec<PlanSeed> =
@@ -244,7 +246,7 @@ fn parse_plans(raw: &str) -> Result<Vec<PlanSeed>, ConfigError> {
 #[error("configuration error in {variable}: {reason}")]
 pub struct ConfigError {
     /// The environment variable at fault.
-    pub variable: &'static str,
+    pub variable: std::borrow::Cow<'static, str>,
     /// What is wrong with it.
     pub reason: String,
 }
@@ -266,7 +268,7 @@ impl Config {
             Some(secret) => secret.to_owned(),
             None if app_env == AppEnv::Production => {
                 return Err(ConfigError {
-                    variable: "JWT_SECRET",
+                    variable: "JWT_SECRET".into(),
                     reason: "is required when APP_ENV=production".into(),
                 });
             }
@@ -276,7 +278,7 @@ impl Config {
             check_production_secret(&jwt_secret)?;
         } else if jwt_secret.is_empty() {
             return Err(ConfigError {
-                variable: "JWT_SECRET",
+                variable: "JWT_SECRET".into(),
                 reason: "must not be empty".into(),
             });
         }
@@ -331,11 +333,11 @@ impl Config {
             },
             default_plan: match env.get("DEFAULT_PLAN_ID") {
                 None => PlanId::parse("pln_free").ok_or_else(|| ConfigError {
-                    variable: "DEFAULT_PLAN_ID",
+                    variable: "DEFAULT_PLAN_ID".into(),
                     reason: "pln_free".into(),
                 })?,
                 Some(raw) => PlanId::parse(raw.trim()).ok_or_else(|| ConfigError {
-                    variable: "DEFAULT_PLAN_ID",
+                    variable: "DEFAULT_PLAN_ID".into(),
                     reason: format!("{raw:?} is not a plan id (pln_ and a slug)"),
                 })?,
             },
@@ -347,7 +349,7 @@ impl Config {
                 .filter(|raw| !raw.is_empty())
                 .map(|raw| {
                     Email::parse(raw).map_err(|_| ConfigError {
-                        variable: "PLATFORM_ADMIN_EMAILS",
+                        variable: "PLATFORM_ADMIN_EMAILS".into(),
                         reason: format!("{raw:?} is not an email address"),
                     })
                 })
@@ -357,6 +359,7 @@ impl Config {
                 .filter(|raw| !raw.trim().is_empty())
                 .map(|raw| Secret::new(raw.trim())),
             stripe_webhook_tolerance: env.seconds("STRIPE_WEBHOOK_TOLERANCE_SECS", 300)?,
+            oauth: crate::oauth::OAuthConfig::from_env(&env, app_env)?,
         };
         if !config
             .plans
@@ -364,13 +367,13 @@ impl Config {
             .any(|plan| plan.id == config.default_plan)
         {
             return Err(ConfigError {
-                variable: "DEFAULT_PLAN_ID",
+                variable: "DEFAULT_PLAN_ID".into(),
                 reason: format!("{} is not one of the configured plans", config.default_plan),
             });
         }
         if config.argon2.memory_kib < 8 * config.argon2.parallelism {
             return Err(ConfigError {
-                variable: "ARGON2_MEMORY_KIB",
+                variable: "ARGON2_MEMORY_KIB".into(),
                 reason: "must be at least 8 x ARGON2_PARALLELISM".into(),
             });
         }
@@ -380,7 +383,7 @@ impl Config {
 
 fn check_production_secret(secret: &str) -> Result<(), ConfigError> {
     let refuse = |reason: String| ConfigError {
-        variable: "JWT_SECRET",
+        variable: "JWT_SECRET".into(),
         reason,
     };
     if KNOWN_DEFAULT_SECRETS
@@ -400,27 +403,27 @@ fn check_production_secret(secret: &str) -> Result<(), ConfigError> {
 }
 
 /// Typed access to the variables, each error naming its variable.
-struct Env<'a>(&'a HashMap<String, String>);
+pub(crate) struct Env<'a>(pub(crate) &'a HashMap<String, String>);
 
 impl Env<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 
-    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    pub(crate) fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
     where
         T::Err: fmt::Display,
     {
         match self.get(name) {
             None => Ok(default),
             Some(raw) => raw.trim().parse().map_err(|err: T::Err| ConfigError {
-                variable: name,
+                variable: name.into(),
                 reason: format!("{raw:?} is not valid: {err}"),
             }),
         }
     }
 
-    fn ranged<T>(
+    pub(crate) fn ranged<T>(
         &self,
         name: &'static str,
         default: T,
@@ -435,22 +438,30 @@ impl Env<'_> {
             Ok(value)
         } else {
             Err(ConfigError {
-                variable: name,
+                variable: name.into(),
                 reason: format!("{value} is outside {}..={}", range.start(), range.end()),
             })
         }
     }
 
-    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    pub(crate) fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+    ) -> Result<Duration, ConfigError> {
         self.ranged(name, default, 1..=366 * 24 * 3600)
             .map(Duration::from_secs)
     }
 
-    fn non_empty(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+    pub(crate) fn non_empty(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<String, ConfigError> {
         match self.get(name) {
             None => Ok(default.to_owned()),
             Some(raw) if raw.trim().is_empty() => Err(ConfigError {
-                variable: name,
+                variable: name.into(),
                 reason: "must not be empty".into(),
             }),
             Some(raw) => Ok(raw.trim().to_owned()),

@@ -7,9 +7,11 @@ use crate::billing::{Billing, BillingPolicy, PlanBook};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::metering::{Metering, MeteringPolicy};
+use crate::oauth::OAuth;
 use crate::orgs::Orgs;
 use crate::ratelimit::{IpRateLimiter, Limiter, LocalLimiter, RedisLimiter};
 use crate::store::{self, Store};
+use crate::teams::Teams;
 use crate::usage::{DirectSink, SqsSink, UsageSink};
 use axum::extract::FromRef;
 use std::sync::Arc;
@@ -27,6 +29,10 @@ pub struct AppState {
     pub orgs: Orgs,
     /// API-key management.
     pub api_keys: ApiKeys,
+    /// Teams inside orgs.
+    pub teams: Teams,
+    /// Social login (OAuth 2.0 / OpenID Connect).
+    pub oauth: OAuth,
     /// Rate limits, quotas and API-key revocation marks (Redis, or in-process).
     pub limiter: Arc<dyn Limiter>,
     /// The metering hot path (keys, limits, usage events).
@@ -146,6 +152,13 @@ impl AppState {
                 webhook_tolerance: chrono::Duration::from_std(config.stripe_webhook_tolerance)?,
             },
         );
+        let teams = Teams::new(Arc::clone(&store), orgs.clone(), Arc::clone(&clock));
+        let oauth = OAuth::new(
+            &config.oauth,
+            Arc::clone(&store),
+            accounts.clone(),
+            Arc::clone(&clock),
+        )?;
         let direct: Arc<dyn UsageSink> = Arc::new(DirectSink::new(Arc::clone(&store)));
         let metering = Self::metering(&config, &store, &limiter, direct, plans, Arc::clone(&clock));
         Ok(Self {
@@ -159,6 +172,8 @@ impl AppState {
             accounts,
             orgs,
             api_keys,
+            teams,
+            oauth,
         })
     }
 }

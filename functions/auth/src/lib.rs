@@ -18,13 +18,17 @@ use meterline::orgs::Orgs;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+mod oauth;
+
 #[derive(OpenApi)]
 #[openapi(paths(signup, login, refresh, logout, me, change_password))]
 struct Api;
 
 /// This group's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    Api::openapi()
+    let mut doc = Api::openapi();
+    doc.merge(oauth::openapi());
+    doc
 }
 
 /// The auth routes, at the same paths as in `template.yaml`, throttled per client IP.
@@ -36,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/me", get(me))
         .route("/v1/auth/password", post(change_password))
+        .merge(oauth::routes())
         .route_layer(middleware::from_fn_with_state(
             state.auth_ip_limit.clone(),
             throttle_by_ip,

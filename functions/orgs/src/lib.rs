@@ -17,6 +17,8 @@ use meterline::orgs::{MemberChange, Orgs};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+mod teams;
+
 #[derive(OpenApi)]
 #[openapi(paths(
     create_org,
@@ -33,7 +35,9 @@ struct Api;
 
 /// This group's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    Api::openapi()
+    let mut doc = Api::openapi();
+    doc.merge(teams::openapi());
+    doc
 }
 
 /// The orgs routes, at the same paths as in `template.yaml`.
@@ -47,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orgs/{org}/members", get(list_members).post(put_member))
         .route("/v1/orgs/{org}/members/{user}", delete(remove_member))
         .route("/v1/orgs/{org}/audit-log", get(audit_log))
+        .merge(teams::routes())
         .with_state(state)
 }
 

@@ -213,6 +213,55 @@ impl Accounts {
         self.start_session(&record.user.id, now).await
     }
 
+    /// Logs in the owner of `email`, whose address a trusted party has just proved (a login
+    /// code from our mail, an OAuth provider's verified email): marks the email verified and
+    /// starts a session, creating the account (with an unusable random password) when there is
+    /// none. Returns the tokens, the account, and whether it was created.
+    #[tracing::instrument(skip_all)]
+    pub async fn sign_in_verified(
+        &self,
+        email: Email,
+        name: Option<DisplayName>,
+    ) -> Result<(TokenPair, User, bool), AuthError> {
+        let now = self.now();
+        let (mut user, created) = match self.store.user_by_email(&email).await? {
+            Some(record) => (record.user, false),
+            None => {
+                let unusable =
+                    Password::parse("password", RefreshSecret::generate().expose().to_owned())
+                        .map_err(|err| anyhow::anyhow!("random password refused: {err}"))?;
+                let record = UserRecord {
+                    user: User {
+                        id: UserId::generate(),
+                        email: email.clone(),
+                        name: name.map(DisplayName::into_inner),
+                        email_verified: true,
+                        created_at: now,
+                    },
+                    password_hash: self.passwords.hash(&unusable).await?,
+                };
+                match self.store.create_user(&record).await {
+                    Ok(()) => {
+                        tracing::info!(user_id = %record.user.id, "account created by a verified sign-in");
+                        (record.user, true)
+                    }
+                    // A concurrent sign-in created it first: use that one.
+                    Err(StoreError::EmailTaken) => match self.store.user_by_email(&email).await? {
+                        Some(record) => (record.user, false),
+                        None => return Err(AuthError::InvalidCredentials),
+                    },
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        };
+        if !user.email_verified {
+            self.store.set_email_verified(&user.id).await?;
+            user.email_verified = true;
+        }
+        let pair = self.start_session(&user.id, now).await?;
+        Ok((pair, user, created))
+    }
+
     async fn start_session(
         &self,
         user: &UserId,

@@ -130,6 +130,11 @@ prefixed_id!(
     AuditEntryId,
     "aud"
 );
+prefixed_id!(
+    /// Names a team inside an organization.
+    TeamId,
+    "team"
+);
 
 #[cfg(test)]
 mod tests {

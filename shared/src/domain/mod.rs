@@ -18,7 +18,7 @@ mod user;
 pub use api_key::ApiKey;
 pub use audit::{AuditEntry, AuditOrigin};
 pub use email::Email;
-pub use ids::{ApiKeyId, AuditEntryId, OrgId, SessionId, TokenId, UserId};
+pub use ids::{ApiKeyId, AuditEntryId, OrgId, SessionId, TeamId, TokenId, UserId};
 pub use invoice::compute_invoice;
 pub use org::{
     Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,

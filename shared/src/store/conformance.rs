@@ -1402,3 +1402,9 @@ every_backend!(
     a_webhook_event_applies_once,
     racing_subscription_changes_let_one_win,
 );
+
+// Suites of later parts of the store, on the same macros and backends.
+#[path = "conformance_one_time.rs"]
+mod one_time_suite;
+#[path = "conformance_teams.rs"]
+mod teams_suite;

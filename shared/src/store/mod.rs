@@ -6,10 +6,12 @@
 mod api_keys;
 mod billing;
 pub mod dynamo;
+mod one_time;
 mod orgs;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod teams;
 pub mod testing;
 mod usage;
 
@@ -19,8 +21,10 @@ mod conformance;
 pub use api_keys::{ApiKeyStore, Revoked};
 pub use billing::BillingStore;
 pub use dynamo::DynamoStore;
+pub use one_time::{OneTimeRecord, OneTimeStore, Purpose};
 pub use orgs::OrgStore;
 pub use sql::SqlStore;
+pub use teams::TeamStore;
 pub use usage::UsageStore;
 
 use crate::auth::{PasswordHash, TokenHash};
@@ -116,7 +120,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Durable state: what every backend must provide, with the same behaviour.
 #[async_trait]
 pub trait Store:
-    OrgStore + ApiKeyStore + UsageStore + BillingStore + Send + Sync + 'static
+    OrgStore
+    + ApiKeyStore
+    + UsageStore
+    + BillingStore
+    + TeamStore
+    + OneTimeStore
+    + Send
+    + Sync
+    + 'static
 {
     /// The backend's name (`sqlite`, `postgres`, `dynamodb`), for health reports and logs.
     fn backend(&self) -> &'static str;
@@ -136,6 +148,9 @@ pub trait Store:
 
     /// Replaces an account's password hash.
     async fn set_password_hash(&self, id: &UserId, hash: &PasswordHash) -> StoreResult<()>;
+
+    /// Records that the account's owner proved they read mail at its address.
+    async fn set_email_verified(&self, id: &UserId) -> StoreResult<()>;
 
     /// Starts a session with its first refresh token.
     async fn create_session(

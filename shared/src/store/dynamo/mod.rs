@@ -8,6 +8,7 @@
 //! | refresh token | `REFRESH#<sha256>` | `REFRESH` |
 //! | revoked access token | `JTI#<jti>` | `JTI` |
 //! | failed logins | `LOGINFAIL#<email>` | `LOGINFAIL` |
+//! | one-time secret | `ONETIME#<purpose>#<subject>` | `ONETIME` |
 //!
 //! Times are Unix milliseconds (`N`); items that only matter until a moment carry `ttl` (Unix
 //! seconds) so DynamoDB deletes them afterwards. Uniqueness and one-time use are conditional
@@ -34,7 +35,9 @@ use std::time::Duration;
 
 mod api_keys;
 mod billing;
+mod one_time;
 mod orgs;
+mod teams;
 mod usage;
 
 type Item = HashMap<String, AttributeValue>;
@@ -434,6 +437,25 @@ impl Store for DynamoStore {
             .update_expression("SET password_hash = :hash")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":hash", s(hash.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(sdk_error(err)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    async fn set_email_verified(&self, id: &UserId) -> StoreResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(id), "PROFILE")))
+            .update_expression("SET email_verified = :yes")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
             .await;
         match result {

@@ -5,6 +5,8 @@
 
 mod api_keys;
 mod billing;
+mod one_time;
+mod teams;
 mod usage;
 
 use super::orgs::owner_delta;
@@ -196,6 +198,16 @@ impl Store for SqlStore {
     async fn set_password_hash(&self, id: &UserId, hash: &PasswordHash) -> StoreResult<()> {
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    async fn set_email_verified(&self, id: &UserId) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET email_verified = 1 WHERE id = $1")
             .bind(id.as_str())
             .execute(&self.pool)
             .await

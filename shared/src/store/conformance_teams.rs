@@ -1,0 +1,5 @@
+//! Conformance cases, run on every backend.
+
+use super::open;
+
+mod cases {}

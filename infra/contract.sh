@@ -33,7 +33,7 @@ export CONTRACT_BASE_URL="$base" CONTRACT_EMAIL="admin@contract.test" CONTRACT_P
 # The local server on its embedded store, with every feature switched on: platform admin (plan
 # routes), a webhook secret (the signature path), no per-IP auth throttle (it would answer most
 # of the run with a documented but uninformative 429).
-env STORE_URL="sqlite://$work/contract.db" PORT="$port" AUTH_IP_LIMIT_PER_MIN=0 \
+env STORE_URL="sqlite://$work/contract.db" MAIL_OUTBOX_DIR="$work/outbox" PORT="$port" AUTH_IP_LIMIT_PER_MIN=0 \
     LOGIN_MAX_FAILURES=1000 PLATFORM_ADMIN_EMAILS="$CONTRACT_EMAIL" \
     STRIPE_WEBHOOK_SECRET="whsec_contract_$(date +%s)" RUST_LOG=warn \
     "$bin" >"$work/server.log" 2>&1 &

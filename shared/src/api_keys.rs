@@ -1,14 +1,20 @@
 //! API-key management: create (the plaintext shown once), list (metadata only), revoke, each
 //! authorized through the org's roles and audited.
+//!
+//! Keys may be scoped to a team of the org. Owners and admins manage every key; a plain member
+//! who is a member of a team manages that team's keys (and only those). A `team_id` that is not
+//! a team of the org is a 422 on the `team_id` field, when creating and when filtering.
 
 use crate::auth::ApiKeySecret;
 use crate::clock::Clock;
 use crate::domain::{
-    ApiKey, ApiKeyId, AuditEntry, AuditOrigin, OrgAction, Page, PageRequest, UserId,
+    ApiKey, ApiKeyId, AuditEntry, AuditOrigin, Denied, Org, OrgAction, Page, PageRequest, Role,
+    TeamId, UserId, ValidationError,
 };
 use crate::orgs::{OrgError, Orgs};
 use crate::ratelimit::Limiter;
 use crate::store::{Revoked, Store};
+use crate::teams::TeamError;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,6 +28,8 @@ pub struct NewApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// Its own requests-per-minute limit.
     pub rate_limit_rpm: Option<u32>,
+    /// The team it is scoped to; `None` for an org-wide key.
+    pub team_id: Option<TeamId>,
 }
 
 /// The API-key service. Cheap to clone.
@@ -39,7 +47,7 @@ pub const REVOCATION_MARK_MS: u64 = 24 * 3600 * 1000;
 
 fn key_state(key: &ApiKey) -> Value {
     json!({
-        "id": key.id, "name": key.name, "prefix": key.prefix,
+        "id": key.id, "name": key.name, "prefix": key.prefix, "team_id": key.team_id,
         "expires_at": key.expires_at, "rate_limit_rpm": key.rate_limit_rpm,
         "revoked_at": key.revoked_at,
     })
@@ -66,6 +74,41 @@ impl ApiKeys {
         self.clock.now_millis()
     }
 
+    /// Checks that `team` is a team of `org`: a 422 on `team_id` otherwise (the path's org
+    /// exists; the body names something that does not).
+    async fn check_team(&self, org: &Org, team: &TeamId) -> Result<(), TeamError> {
+        match self.store.team(&org.id, team).await? {
+            Some(_) => Ok(()),
+            None => {
+                Err(ValidationError::new("team_id", "no such team in this organization").into())
+            }
+        }
+    }
+
+    /// Whether `caller`, an org member with `role`, may manage keys scoped to `team` (`None`:
+    /// org-wide keys): owners and admins always, others only for a team they are in.
+    async fn authorize(
+        &self,
+        caller: &UserId,
+        org: &Org,
+        role: Role,
+        team: Option<&TeamId>,
+    ) -> Result<(), TeamError> {
+        if crate::domain::authorize(role, OrgAction::ManageApiKeys).is_ok() {
+            return Ok(());
+        }
+        let denied = || {
+            TeamError::from(Denied(
+                "this needs the admin or owner role, or membership of the key's team",
+            ))
+        };
+        let team = team.ok_or_else(denied)?;
+        match self.store.team_member(&org.id, team, caller).await? {
+            Some(_) => Ok(()),
+            None => Err(denied()),
+        }
+    }
+
     /// Creates a key; the secret is returned here and never again.
     #[tracing::instrument(skip_all, fields(user_id = %caller, org_id = %org))]
     pub async fn create(
@@ -74,16 +117,19 @@ impl ApiKeys {
         org: &str,
         new: NewApiKey,
         origin: &AuditOrigin,
-    ) -> Result<(ApiKey, ApiKeySecret), OrgError> {
-        let (org, _) = self
-            .orgs
-            .load(caller, org, OrgAction::ManageApiKeys)
+    ) -> Result<(ApiKey, ApiKeySecret), TeamError> {
+        let (org, role) = self.orgs.load(caller, org, OrgAction::ViewApiKeys).await?;
+        if let Some(team) = &new.team_id {
+            self.check_team(&org, team).await?;
+        }
+        self.authorize(caller, &org, role, new.team_id.as_ref())
             .await?;
         let secret = ApiKeySecret::generate();
         let now = self.now();
         let key = ApiKey {
             id: ApiKeyId::generate(),
             org_id: org.id.clone(),
+            team_id: new.team_id,
             name: new.name,
             prefix: secret.display_prefix(),
             created_at: now,
@@ -108,15 +154,22 @@ impl ApiKeys {
         Ok((key, secret))
     }
 
-    /// The org's keys, newest first, for any member.
+    /// The org's keys, newest first, for any member; only `team`'s when given.
     pub async fn list(
         &self,
         caller: &UserId,
         org: &str,
+        team: Option<&TeamId>,
         page: &PageRequest,
-    ) -> Result<Page<ApiKey>, OrgError> {
+    ) -> Result<Page<ApiKey>, TeamError> {
         let (org, _) = self.orgs.load(caller, org, OrgAction::ViewApiKeys).await?;
-        Ok(self.store.api_keys(&org.id, page).await?)
+        match team {
+            Some(team) => {
+                self.check_team(&org, team).await?;
+                Ok(self.store.team_api_keys(&org.id, team, page).await?)
+            }
+            None => Ok(self.store.api_keys(&org.id, page).await?),
+        }
     }
 
     /// Revokes a key of the org; revoking it again changes nothing.
@@ -127,12 +180,19 @@ impl ApiKeys {
         org: &str,
         key: &str,
         origin: &AuditOrigin,
-    ) -> Result<(), OrgError> {
-        let (org, _) = self
-            .orgs
-            .load(caller, org, OrgAction::ManageApiKeys)
-            .await?;
+    ) -> Result<(), TeamError> {
+        let (org, role) = self.orgs.load(caller, org, OrgAction::ViewApiKeys).await?;
         let key = ApiKeyId::parse(key).ok_or(OrgError::ApiKeyNotFound)?;
+        if crate::domain::authorize(role, OrgAction::ManageApiKeys).is_err() {
+            // A plain member: only a key of a team they are in.
+            let found = self
+                .store
+                .api_key(&org.id, &key)
+                .await?
+                .ok_or(OrgError::ApiKeyNotFound)?;
+            self.authorize(caller, &org, role, found.team_id.as_ref())
+                .await?;
+        }
         let now = self.now();
         let audit = AuditEntry::new(
             &org.id,
@@ -149,7 +209,7 @@ impl ApiKeys {
             .await?
         {
             Revoked::Now | Revoked::Already => {}
-            Revoked::NotFound => return Err(OrgError::ApiKeyNotFound),
+            Revoked::NotFound => return Err(OrgError::ApiKeyNotFound.into()),
         }
         // The store is the truth; the mark makes warm caches drop the key at once. If the
         // limiter is down the key still stops when the caches expire.
@@ -206,6 +266,7 @@ mod tests {
             name: "k".into(),
             expires_at: None,
             rate_limit_rpm: None,
+            team_id: None,
         };
         let (key, _) = keys
             .create(&owner.user.id, org.id.as_str(), new, &origin)

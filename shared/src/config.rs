@@ -188,6 +188,10 @@ pub struct Config {
     pub stripe_webhook_tolerance: Duration,
     /// Social-login providers (`OAUTH_*`).
     pub oauth: crate::oauth::OAuthConfig,
+    /// Outgoing mail (`MAILER`, `MAIL_FROM`, `APP_URL` ...).
+    pub mail: crate::mail::MailConfig,
+    /// Email verification, password reset and login codes (`REQUIRE_VERIFIED_EMAIL` ...).
+    pub lifecycle: crate::auth::LifecyclePolicy,
 }
 
 /// One plan as configuration offers it: an id and its terms.
@@ -288,6 +292,7 @@ impl Config {
             LogFormat::Pretty
         };
         let default_org_rpm = env.ranged("DEFAULT_ORG_RATE_LIMIT_RPM", 600, 1..=1_000_000)?;
+        let mail = crate::mail::MailConfig::from_env(&env, app_env)?;
         let default_monthly_quota = env.parse("DEFAULT_MONTHLY_QUOTA", 1_000_000)?;
         let config = Self {
             app_env,
@@ -360,6 +365,8 @@ impl Config {
                 .map(|raw| Secret::new(raw.trim())),
             stripe_webhook_tolerance: env.seconds("STRIPE_WEBHOOK_TOLERANCE_SECS", 300)?,
             oauth: crate::oauth::OAuthConfig::from_env(&env, app_env)?,
+            lifecycle: crate::auth::LifecyclePolicy::from_env(&env, &mail)?,
+            mail,
         };
         if !config
             .plans

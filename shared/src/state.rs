@@ -2,10 +2,15 @@
 //! Built once per process (per Lambda instance) and shared by clone.
 
 use crate::api_keys::ApiKeys;
-use crate::auth::{Accounts, LockoutPolicy, PasswordHasher, TokenKeys, WebhookSecret};
+use crate::auth::{
+    Accounts, Lifecycle, LifecycleParts, LockoutPolicy, PasswordHasher, PurposeTokens, TokenKeys,
+    WebhookSecret,
+};
 use crate::billing::{Billing, BillingPolicy, PlanBook};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::mail::Postman;
+use crate::mail::templates::Branding;
 use crate::metering::{Metering, MeteringPolicy};
 use crate::oauth::OAuth;
 use crate::orgs::Orgs;
@@ -25,6 +30,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Account rules (signup, login, tokens).
     pub accounts: Accounts,
+    /// Email verification, password reset by mail, login codes.
+    pub lifecycle: Lifecycle,
     /// Tenancy rules (orgs, members, audit log).
     pub orgs: Orgs,
     /// API-key management.
@@ -131,7 +138,23 @@ impl AppState {
                 window: chrono::Duration::from_std(config.login_lockout)?,
             },
             chrono::Duration::from_std(config.refresh_token_ttl)?,
-        );
+        )
+        .requiring_verified_email(config.lifecycle.require_verified_email);
+        let lifecycle = Lifecycle::new(LifecycleParts {
+            store: Arc::clone(&store),
+            accounts: accounts.clone(),
+            tokens: PurposeTokens::from_config(&config),
+            code_key: config.jwt_secret.expose().as_bytes().to_vec(),
+            postman: Postman::from_config(&config.mail),
+            brand: Branding {
+                app_name: config.mail.app_name.clone(),
+                app_url: config.mail.app_url.clone(),
+            },
+            limiter: Arc::clone(&limiter),
+            fail_mode: config.rate_limit_fail_mode,
+            clock: Arc::clone(&clock),
+            policy: config.lifecycle,
+        });
         let plans = PlanBook::new(
             Arc::clone(&store),
             &config.plans,
@@ -170,6 +193,7 @@ impl AppState {
             store,
             limiter,
             accounts,
+            lifecycle,
             orgs,
             api_keys,
             teams,

@@ -1,6 +1,7 @@
 //! The end-to-end harness: starts the local server (the same routers and layers as the Lambda
 //! functions) on a free loopback port over a fresh store, and talks to it over real HTTP.
 
+pub mod fake_oidc;
 pub mod faults;
 pub mod sqs;
 
@@ -54,6 +55,8 @@ impl Backend {
 pub struct Server {
     /// The server's state, to look behind the API (e.g. at recorded usage).
     pub state: AppState,
+    /// The folder the server's mail goes to (`MAIL_OUTBOX_DIR`), a fresh one per server.
+    pub outbox: std::path::PathBuf,
     base: String,
     client: reqwest::Client,
     _stop: oneshot::Sender<()>,
@@ -88,11 +91,17 @@ impl Server {
         limiter: Arc<dyn Limiter>,
         sink: Option<Arc<dyn UsageSink>>,
     ) -> Self {
+        let outbox = std::env::temp_dir().join(format!(
+            "meterline-outbox-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
         let mut vars: HashMap<String, String> = HashMap::from([
             ("APP_ENV".into(), "test".into()),
             ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+            ("MAIL_OUTBOX_DIR".into(), outbox.display().to_string()),
         ]);
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let outbox = std::path::PathBuf::from(&vars["MAIL_OUTBOX_DIR"]);
         let config = Config::from_vars(&vars).expect("test configuration is valid");
         let state =
             AppState::assemble(config, store, limiter, Arc::new(SystemClock)).expect("state");
@@ -110,10 +119,42 @@ impl Server {
         }));
         Self {
             state,
+            outbox,
             base,
             client: reqwest::Client::new(),
             _stop: stop,
         }
+    }
+
+    /// The mails sent to `email` so far, oldest first, as the outbox files hold them.
+    pub fn mails_to(&self, email: &str) -> Vec<Value> {
+        let Ok(entries) = std::fs::read_dir(&self.outbox) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|path| {
+                serde_json::from_slice::<Value>(&std::fs::read(path).expect("read a mail"))
+                    .expect("a mail is JSON")
+            })
+            .filter(|mail| mail["to"] == email)
+            .collect()
+    }
+
+    /// The newest mail of `kind` to `email`; panics when there is none.
+    #[track_caller]
+    pub fn last_mail(&self, email: &str, kind: &str) -> Value {
+        self.mails_to(email)
+            .into_iter()
+            .rev()
+            .find(|mail| mail["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} mail to {email}"))
     }
 
     /// A request to `path` on this server.
@@ -485,4 +526,27 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
+}
+
+/// The `token` of the link in a mail's text.
+#[track_caller]
+pub fn link_token(mail: &Value) -> String {
+    let text = mail["text"].as_str().expect("a text body");
+    let start = text.find("token=").expect("a link with a token") + "token=".len();
+    text[start..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .expect("token")
+        .to_owned()
+}
+
+/// The six-digit code in a login-code mail's text.
+#[track_caller]
+pub fn mailed_code(mail: &Value) -> String {
+    let text = mail["text"].as_str().expect("a text body");
+    text.lines()
+        .map(str::trim)
+        .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a code line")
+        .to_owned()
 }

@@ -47,6 +47,8 @@ async fn keys_are_created_listed_and_revoked(backend: meterline_e2e::Backend) {
     );
     assert_eq!(created.body["prefix"], &secret[..12]);
     assert_eq!(created.body["active"], true);
+    // Org-wide unless scoped to a team (see tests/teams.rs for team keys).
+    assert_eq!(created.body["team_id"], Value::Null);
     assert_eq!(created.body["rate_limit_rpm"], 120);
     assert_eq!(created.body["expires_at"], "2099-01-01T00:00:00.000Z");
     assert!(created.body.get("hash").is_none());

@@ -323,7 +323,22 @@ fn function_crates() -> Vec<Crate> {
     crates
 }
 
-/// The literal paths of every `.route("...", ...)` call in a crate's `src/lib.rs`.
+/// Every `.rs` file of a crate's `src/`, one text: routes may be declared in any module.
+fn crate_source(dir: &Path) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("src"))
+        .expect("src/")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| read(path))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The literal paths of every `.route("...", ...)` call in a crate's source.
 fn declared_paths(source: &str) -> Vec<String> {
     let mut paths = Vec::new();
     let mut rest = source;
@@ -529,7 +544,7 @@ async fn every_path_a_router_declares_is_in_the_watch_table_on_its_package() {
     let state = state().await;
     let prober = Prober::new(&state).await;
     for krate in function_crates() {
-        let declared = declared_paths(&read(&krate.dir.join("src/lib.rs")));
+        let declared = declared_paths(&crate_source(&krate.dir));
         let http = krate.bins.iter().any(|bin| router_of(bin).is_some());
         assert_eq!(
             !declared.is_empty(),

@@ -9,10 +9,14 @@ use axum::routing::{delete, get};
 use chrono::{DateTime, Utc};
 use meterline::AppState;
 use meterline::api_keys::{ApiKeys, NewApiKey};
-use meterline::domain::{ApiKey, ApiKeyId, OrgId, ValidationError, parse_rate_limit, short_text};
-use meterline::http::{ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem};
+use meterline::domain::{
+    ApiKey, ApiKeyId, OrgId, TeamId, ValidationError, parse_rate_limit, short_text,
+};
+use meterline::http::{
+    ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem, Query,
+};
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(paths(create_key, list_keys, revoke_key))]
@@ -35,6 +39,8 @@ pub fn router(state: AppState) -> Router {
 #[derive(Serialize, ToSchema)]
 struct KeyView {
     id: ApiKeyId,
+    /// The team the key is scoped to; `null` for an org-wide key.
+    team_id: Option<TeamId>,
     name: String,
     prefix: String,
     active: bool,
@@ -56,6 +62,7 @@ impl KeyView {
         Self {
             active: key.is_active(now),
             id: key.id,
+            team_id: key.team_id,
             name: key.name,
             prefix: key.prefix,
             created_at: key.created_at,
@@ -78,6 +85,20 @@ struct CreateKey {
     /// The key's own requests per minute, under the org's.
     #[schema(minimum = 1)]
     rate_limit_rpm: Option<i64>,
+    /// Scopes the key to a team of the organization (omit or `null` for an org-wide key).
+    /// Members who are in the team may create and revoke its keys.
+    #[schema(value_type = Option<TeamId>)]
+    team_id: Option<String>,
+}
+
+/// A `team_id` from a client: well-formed, else a 422 on the field. (Whether the org has
+/// such a team is the service's check, also a 422.)
+fn team_id(raw: Option<&str>) -> Result<Option<TeamId>, ValidationError> {
+    raw.map(|raw| {
+        TeamId::parse(raw)
+            .ok_or_else(|| ValidationError::new("team_id", "no such team in this organization"))
+    })
+    .transpose()
 }
 
 fn expiry(raw: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ValidationError> {
@@ -97,8 +118,13 @@ fn expiry(raw: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>
     params(("org" = OrgId, Path, description = "The organization")),
     request_body = CreateKey,
     responses((status = 201, description = "The key, with `key` shown once", body = KeyView),
-        (status = 403, description = "`forbidden`: only owners and admins manage keys",
-            body = Problem, content_type = "application/problem+json")))]
+        (status = 403, description = "`forbidden`: only owners and admins manage org-wide keys; \
+            members manage the keys of their own teams only",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such organization (or not a member)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: the team was deleted while the key was \
+            being created", body = Problem, content_type = "application/problem+json")))]
 async fn create_key(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,
@@ -113,16 +139,18 @@ async fn create_key(
         body.rate_limit_rpm
             .map(|rpm| parse_rate_limit("rate_limit_rpm", rpm))
             .transpose(),
+        team_id(body.team_id.as_deref()),
     );
-    let (Ok(name), Ok(expires_at), Ok(rate_limit_rpm)) = fields.clone() else {
-        let (name, expires_at, rpm) = fields;
-        let errors = [name.err(), expires_at.err(), rpm.err()];
+    let (Ok(name), Ok(expires_at), Ok(rate_limit_rpm), Ok(team_id)) = fields.clone() else {
+        let (name, expires_at, rpm, team) = fields;
+        let errors = [name.err(), expires_at.err(), rpm.err(), team.err()];
         return Err(ApiError::invalid(errors.into_iter().flatten().collect()));
     };
     let new = NewApiKey {
         name,
         expires_at,
         rate_limit_rpm,
+        team_id,
     };
     let (key, secret) = keys.create(&caller.user_id, &org, new, &origin).await?;
     let mut view = KeyView::of(key, now);
@@ -130,21 +158,34 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-/// The organization's keys (metadata only), newest first.
+/// Narrows a key listing.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct KeyFilter {
+    /// Only the keys scoped to this team (a team of the organization, else 422).
+    #[param(value_type = Option<TeamId>)]
+    team_id: Option<String>,
+}
+
+/// The organization's keys (metadata only), newest first; `?team_id=` for one team's.
 #[utoipa::path(get, path = "/v1/orgs/{org}/api-keys", tag = "api-keys",
     security(("bearer" = [])),
-    params(("org" = OrgId, Path, description = "The organization"), PageQuery),
+    params(("org" = OrgId, Path, description = "The organization"), KeyFilter, PageQuery),
     responses((status = 200, description = "A page of keys", body = List<KeyView>),
-        (status = 403, description = "`forbidden`: only owners and admins manage keys",
+        (status = 404, description = "`not_found`: no such organization (or not a member)",
             body = Problem, content_type = "application/problem+json")))]
 async fn list_keys(
     State(keys): State<ApiKeys>,
     Caller(caller): Caller,
     Path(org): Path<String>,
+    Query(filter): Query<KeyFilter>,
     Paging(page): Paging,
 ) -> Result<List<KeyView>, ApiError> {
     let now = keys.now();
-    let listed = keys.list(&caller.user_id, &org, &page).await?;
+    let team = team_id(filter.team_id.as_deref())?;
+    let listed = keys
+        .list(&caller.user_id, &org, team.as_ref(), &page)
+        .await?;
     Ok(List::of(listed, |key| KeyView::of(key, now)))
 }
 
@@ -156,7 +197,11 @@ async fn list_keys(
         ("key" = ApiKeyId, Path, description = "The key's id"),
     ),
     responses((status = 204, description = "Revoked"),
-        (status = 403, description = "`forbidden`: only owners and admins manage keys",
+        (status = 403, description = "`forbidden`: only owners and admins revoke org-wide keys; \
+            members revoke the keys of their own teams only",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such organization (or not a member); \
+            `api_key_not_found`: no such key in it",
             body = Problem, content_type = "application/problem+json")))]
 async fn revoke_key(
     State(keys): State<ApiKeys>,

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use meterline::AppState;
-use meterline::auth::{Accounts, TokenPair};
+use meterline::auth::{Accounts, Lifecycle, TokenPair};
 use meterline::domain::{
     DisplayName, Email, MAX_PAGE_SIZE, OrgId, PageRequest, Password, Role, User,
 };
@@ -18,6 +18,7 @@ use meterline::orgs::Orgs;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+mod lifecycle;
 mod oauth;
 
 #[derive(OpenApi)]
@@ -27,6 +28,7 @@ struct Api;
 /// This group's part of the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = Api::openapi();
+    doc.merge(lifecycle::openapi());
     doc.merge(oauth::openapi());
     doc
 }
@@ -40,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/me", get(me))
         .route("/v1/auth/password", post(change_password))
+        .merge(lifecycle::routes())
         .merge(oauth::routes())
         .route_layer(middleware::from_fn_with_state(
             state.auth_ip_limit.clone(),
@@ -58,7 +61,8 @@ struct SignupRequest {
     name: Option<String>,
 }
 
-/// Creates an account (the password is stored as an argon2id hash).
+/// Creates an account (the password is stored as an argon2id hash) and mails a link to verify
+/// its email.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
     responses(
         (status = 201, description = "The new account", body = User),
@@ -67,6 +71,7 @@ struct SignupRequest {
     ))]
 async fn signup(
     State(accounts): State<Accounts>,
+    State(lifecycle): State<Lifecycle>,
     Json(body): Json<SignupRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let fields = (
@@ -81,6 +86,7 @@ async fn signup(
         return Err(ApiError::invalid(errors.into_iter().flatten().collect()));
     };
     let user = accounts.signup(email, password, name).await?;
+    lifecycle.send_verification(&user).await;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -202,7 +208,7 @@ struct ChangePasswordRequest {
     new_password: String,
 }
 
-/// Changes the caller's password and revokes their other sessions.
+/// Changes the caller's password, revokes their other sessions and mails them a notice.
 #[utoipa::path(post, path = "/v1/auth/password", tag = "auth", security(("bearer" = [])),
     request_body = ChangePasswordRequest,
     responses(
@@ -213,6 +219,7 @@ struct ChangePasswordRequest {
     ))]
 async fn change_password(
     State(accounts): State<Accounts>,
+    State(lifecycle): State<Lifecycle>,
     State(orgs): State<Orgs>,
     Caller(caller): Caller,
     Origin(origin): Origin,
@@ -224,5 +231,8 @@ async fn change_password(
         .await?;
     orgs.record_account_event(&caller.user_id, "user.password_changed", &origin)
         .await?;
+    lifecycle
+        .notify_password_changed(&accounts.me(&caller).await?)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use meterline::domain::{ApiKeyId, OrgId};
+use meterline::domain::{ApiKeyId, OrgId, TeamId};
 use meterline::domain::{DEFAULT_METER, UsageEvent, parse_meter, parse_quantity};
 use meterline::http::Problem;
 use meterline::http::{ApiError, MeterRejection, api_key, metered_headers};
@@ -105,6 +105,8 @@ struct Verified {
     valid: bool,
     org_id: OrgId,
     key_id: ApiKeyId,
+    /// The team the key is scoped to; `null` for an org-wide key.
+    team_id: Option<TeamId>,
     /// `null` when the limiter is failing open.
     ratelimit: Option<RateView>,
     /// `null` when the meter has no quota.
@@ -182,6 +184,7 @@ async fn verify(
         valid: true,
         org_id: key.key.org_id.clone(),
         key_id: key.key.id.clone(),
+        team_id: key.key.team_id.clone(),
         ratelimit,
         quota,
     })

@@ -94,6 +94,25 @@ pub enum AuthError {
     /// A token of a session that was logged out or revoked.
     #[error("the token has been revoked")]
     TokenRevoked,
+    /// A one-time token (verification or reset link) that was already used, or replaced by a
+    /// newer one.
+    #[error("the token was already used or replaced by a newer one")]
+    TokenUsed,
+    /// Login refused until the email is verified (`REQUIRE_VERIFIED_EMAIL`).
+    #[error("verify your email address before logging in")]
+    EmailNotVerified,
+    /// A login code that is wrong, unknown, spent, or out of attempts: deliberately one answer.
+    #[error("the code is invalid")]
+    InvalidCode,
+    /// A genuine login code past its expiry.
+    #[error("the code has expired; request a new one")]
+    CodeExpired,
+    /// Too many mails asked for this address or from this client.
+    #[error("too many requests for this email or from this address; try again later")]
+    Throttled {
+        /// Until a retry can succeed.
+        retry_after: std::time::Duration,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -111,6 +130,7 @@ pub struct Accounts {
     clock: Arc<dyn Clock>,
     lockout: LockoutPolicy,
     refresh_ttl: Duration,
+    require_verified_email: bool,
 }
 
 impl Accounts {
@@ -130,7 +150,32 @@ impl Accounts {
             clock,
             lockout,
             refresh_ttl,
+            require_verified_email: false,
         }
+    }
+
+    /// The same service, refusing password logins of unverified emails when `required`.
+    pub fn requiring_verified_email(mut self, required: bool) -> Self {
+        self.require_verified_email = required;
+        self
+    }
+
+    /// Sets a new password without the old one (a reset link proved the owner), signs the
+    /// account out everywhere and lifts a lockout; returns how many sessions ended.
+    pub(crate) async fn reset_password(
+        &self,
+        user: &User,
+        new: &Password,
+    ) -> Result<u64, AuthError> {
+        let hash = self.passwords.hash(new).await?;
+        self.store.set_password_hash(&user.id, &hash).await?;
+        // No session has a fresh id, so every session of the account ends.
+        let revoked = self
+            .store
+            .revoke_other_sessions(&user.id, &SessionId::generate())
+            .await?;
+        self.store.clear_login_failures(&user.email).await?;
+        Ok(revoked)
     }
 
     /// Now, at the millisecond precision every store keeps.
@@ -209,6 +254,9 @@ impl Accounts {
         };
         if failures.is_some() {
             self.store.clear_login_failures(email).await?;
+        }
+        if self.require_verified_email && !record.user.email_verified {
+            return Err(AuthError::EmailNotVerified);
         }
         self.start_session(&record.user.id, now).await
     }

@@ -1,6 +1,6 @@
 //! API keys as the API shows them: metadata only, never the key or its hash.
 
-use super::{ApiKeyId, OrgId};
+use super::{ApiKeyId, OrgId, TeamId};
 use chrono::{DateTime, Utc};
 
 /// An org's API key (what is stored besides its hash).
@@ -10,6 +10,9 @@ pub struct ApiKey {
     pub id: ApiKeyId,
     /// The org whose requests it authenticates.
     pub org_id: OrgId,
+    /// The team it is scoped to; `None` for an org-wide key. A team-scoped key authenticates
+    /// as its org like any other, and its team's members may manage it.
+    pub team_id: Option<TeamId>,
     /// A label chosen by its creator.
     pub name: String,
     /// The key's first 12 characters, to recognise it.

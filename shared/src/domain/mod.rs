@@ -12,6 +12,7 @@ mod org;
 mod page;
 mod password;
 mod plan;
+mod team;
 mod usage;
 mod user;
 
@@ -30,6 +31,7 @@ pub use plan::{
     ANY_METER, Invoice, InvoiceLine, MAX_PRICE_CENTS, Plan, PlanId, PlanSpan, PlanTerms,
     Subscription, SubscriptionStatus, Tier, billing_period,
 };
+pub use team::{Team, TeamCreated, TeamDeleted, TeamMember, TeamMemberAdded, TeamName};
 pub use usage::{
     CounterKey, DEFAULT_METER, Granularity, UsageEvent, UsagePoint, parse_event_id, parse_meter,
     parse_quantity, sum_counters,

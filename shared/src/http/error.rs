@@ -10,6 +10,7 @@ use crate::billing::BillingError;
 use crate::domain::ValidationError;
 use crate::orgs::OrgError;
 use crate::store::StoreError;
+use crate::teams::TeamError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -36,6 +37,15 @@ pub enum ApiError {
     /// 403: authenticated, but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with a code of its own, for refusals a client handles specially (e.g.
+    /// `email_not_verified`: send the user to verify their email).
+    #[error("{detail}")]
+    Refused {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        detail: String,
+    },
     /// 404: no such resource (or not one the caller may know of).
     #[error("{detail}")]
     NotFound {
@@ -118,7 +128,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Refused { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -138,6 +148,7 @@ impl ApiError {
             | Self::Unauthorized { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Refused { code, .. }
             | Self::TooManyRequests { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -281,6 +292,18 @@ impl From<AuthError> for ApiError {
             AuthError::TokenExpired => Self::unauthorized("token_expired", detail),
             AuthError::TokenReused => Self::unauthorized("token_reused", detail),
             AuthError::TokenRevoked => Self::unauthorized("token_revoked", detail),
+            AuthError::TokenUsed => Self::unauthorized("token_used", detail),
+            AuthError::EmailNotVerified => Self::Refused {
+                code: "email_not_verified",
+                detail,
+            },
+            AuthError::InvalidCode => Self::unauthorized("invalid_code", detail),
+            AuthError::CodeExpired => Self::unauthorized("code_expired", detail),
+            AuthError::Throttled { retry_after } => Self::TooManyRequests {
+                code: "rate_limited",
+                detail,
+                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            },
             AuthError::Store(err) => err.into(),
             AuthError::Internal(cause) => Self::Internal(cause),
         }
@@ -306,6 +329,29 @@ impl From<OrgError> for ApiError {
                 detail,
             },
             OrgError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<TeamError> for ApiError {
+    fn from(err: TeamError) -> Self {
+        let detail = err.to_string();
+        match err {
+            TeamError::Org(err) => err.into(),
+            TeamError::TeamNotFound => Self::not_found(detail),
+            TeamError::NameTaken => Self::Conflict {
+                code: "team_name_taken",
+                detail,
+            },
+            TeamError::HasActiveKeys => Self::Conflict {
+                code: "team_has_active_keys",
+                detail,
+            },
+            TeamError::MemberNotFound => Self::NotFound {
+                code: "member_not_found",
+                detail,
+            },
+            TeamError::Invalid(err) => err.into(),
         }
     }
 }

@@ -850,6 +850,7 @@ mod key_cases {
         let key = ApiKey {
             id: ApiKeyId::generate(),
             org_id: org.clone(),
+            team_id: None,
             name: name.into(),
             prefix: secret.display_prefix(),
             created_at: now(),

@@ -5,18 +5,20 @@
 //! | key, the org's listing | `ORG#<org_id>` | `KEY#<key_id>` (with `hash`) |
 //! | key, the hot-path lookup | `APIKEY#<sha256>` | `APIKEY` |
 //!
-//! Both are written, and revoked, together in one transaction with the audit entry.
+//! Both are written, and revoked, together in one transaction with the audit entry. A key
+//! scoped to a team carries `team_id`, and its creation (revocation) also adds one to (takes
+//! one from) the team item's `key_count` in the same transaction; see `teams.rs`.
 
 use super::orgs::org_pk;
 use super::{DynamoStore, Item, get_n, get_s, get_time, key, malformed, ms, n, s, sdk_error};
 use crate::auth::ApiKeyHash;
-use crate::domain::{ApiKey, ApiKeyId, AuditEntry, OrgId, Page, PageRequest};
+use crate::domain::{ApiKey, ApiKeyId, AuditEntry, OrgId, Page, PageRequest, TeamId};
 use crate::store::{ApiKeyStore, Revoked, StoreError, StoreResult};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-fn key_sk(key: &ApiKeyId) -> String {
+pub(super) fn key_sk(key: &ApiKeyId) -> String {
     format!("KEY#{key}")
 }
 
@@ -27,6 +29,9 @@ fn lookup_pk(hash: &ApiKeyHash) -> String {
 fn key_attributes(mut item: Item, key: &ApiKey, hash: &ApiKeyHash) -> Item {
     item.insert("key_id".into(), s(key.id.as_str()));
     item.insert("org_id".into(), s(key.org_id.as_str()));
+    if let Some(team) = &key.team_id {
+        item.insert("team_id".into(), s(team.as_str()));
+    }
     item.insert("hash".into(), s(hash.as_str()));
     item.insert("name".into(), s(key.name.as_str()));
     item.insert("prefix".into(), s(key.prefix.as_str()));
@@ -46,10 +51,16 @@ fn optional_time(item: &Item, name: &str) -> StoreResult<Option<DateTime<Utc>>> 
         .transpose()
 }
 
-fn key_from_item(item: &Item) -> StoreResult<ApiKey> {
+pub(super) fn key_from_item(item: &Item) -> StoreResult<ApiKey> {
     Ok(ApiKey {
         id: ApiKeyId::parse(get_s(item, "key_id")?).ok_or_else(|| malformed("key_id"))?,
         org_id: OrgId::parse(get_s(item, "org_id")?).ok_or_else(|| malformed("org_id"))?,
+        team_id: match item.get("team_id") {
+            Some(_) => {
+                Some(TeamId::parse(get_s(item, "team_id")?).ok_or_else(|| malformed("team_id"))?)
+            }
+            None => None,
+        },
         name: get_s(item, "name")?.to_owned(),
         prefix: get_s(item, "prefix")?.to_owned(),
         created_at: get_time(item, "created_at")?,
@@ -123,15 +134,26 @@ impl ApiKeyStore for DynamoStore {
         );
         let lookup = key_attributes(key(lookup_pk(hash), "APIKEY"), api_key, hash);
         let fresh = Some("attribute_not_exists(pk)");
-        self.client
+        let mut steps = vec![
+            self.put_step(listing, fresh)?,
+            self.put_step(lookup, fresh)?,
+            self.put_step(super::orgs::audit_item(audit), None)?,
+        ];
+        if let Some(team) = &api_key.team_id {
+            steps.push(self.team_key_count_step(&api_key.org_id, team, 1)?);
+        }
+        let result = self
+            .client
             .transact_write_items()
-            .transact_items(self.put_step(listing, fresh)?)
-            .transact_items(self.put_step(lookup, fresh)?)
-            .transact_items(self.put_step(super::orgs::audit_item(audit), None)?)
+            .set_transact_items(Some(steps))
             .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The team was deleted meanwhile (or, impossibly, the key id was taken).
+            Err(err) if super::orgs::is_cancellation(&err) => Err(StoreError::Conflict),
+            Err(err) => Err(sdk_error(err)),
+        }
     }
 
     async fn api_keys(&self, org: &OrgId, page: &PageRequest) -> StoreResult<Page<ApiKey>> {
@@ -166,12 +188,18 @@ impl ApiKeyStore for DynamoStore {
             return Ok(Revoked::Already);
         }
         let hash = ApiKeyHash::from_stored(get_s(&listing, "hash")?.to_owned());
+        let mut steps = vec![
+            self.revoke_step(org_pk(org), &key_sk(api_key), at)?,
+            self.revoke_step(lookup_pk(&hash), "APIKEY", at)?,
+            self.put_step(super::orgs::audit_item(audit), None)?,
+        ];
+        if let Some(team) = key_from_item(&listing)?.team_id {
+            steps.push(self.team_key_count_step(org, &team, -1)?);
+        }
         let result = self
             .client
             .transact_write_items()
-            .transact_items(self.revoke_step(org_pk(org), &key_sk(api_key), at)?)
-            .transact_items(self.revoke_step(lookup_pk(&hash), "APIKEY", at)?)
-            .transact_items(self.put_step(super::orgs::audit_item(audit), None)?)
+            .set_transact_items(Some(steps))
             .send()
             .await;
         match result {

@@ -9,6 +9,9 @@
 //! | revoked access token | `JTI#<jti>` | `JTI` |
 //! | failed logins | `LOGINFAIL#<email>` | `LOGINFAIL` |
 //! | one-time secret | `ONETIME#<purpose>#<subject>` | `ONETIME` |
+//! | team (with `key_count`, see `teams.rs`) | `ORG#<org_id>` | `TEAM#<team_id>` |
+//! | team name claim (uniqueness) | `ORG#<org_id>` | `TEAMNAME#<lower-cased name>` |
+//! | team member | `ORG#<org_id>` | `TEAMMEMBER#<team_id>#<user_id>` |
 //!
 //! Times are Unix milliseconds (`N`); items that only matter until a moment carry `ttl` (Unix
 //! seconds) so DynamoDB deletes them afterwards. Uniqueness and one-time use are conditional

@@ -2,17 +2,18 @@
 
 use super::{AnyTx, SqlStore, corrupt, db_error, insert_audit, millis, time};
 use crate::auth::ApiKeyHash;
-use crate::domain::{ApiKey, ApiKeyId, AuditEntry, OrgId, Page, PageRequest};
+use crate::domain::{ApiKey, ApiKeyId, AuditEntry, OrgId, Page, PageRequest, TeamId};
 use crate::store::{ApiKeyStore, Revoked, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-const COLUMNS: &str =
-    "id, org_id, name, prefix, created_at, expires_at, last_used_at, rate_limit_rpm, revoked_at";
+/// The columns [`key_from_row`] reads (teams list their keys with them too).
+pub(super) const COLUMNS: &str = "id, org_id, team_id, name, prefix, created_at, expires_at, \
+     last_used_at, rate_limit_rpm, revoked_at";
 
-fn key_from_row(row: &AnyRow) -> StoreResult<ApiKey> {
+pub(super) fn key_from_row(row: &AnyRow) -> StoreResult<ApiKey> {
     let get = |err: sqlx::Error| StoreError::Backend(err.into());
     let optional_time = |column: &str| -> StoreResult<Option<DateTime<Utc>>> {
         let ms: Option<i64> = row.try_get(column).map_err(get)?;
@@ -20,10 +21,14 @@ fn key_from_row(row: &AnyRow) -> StoreResult<ApiKey> {
     };
     let id: String = row.try_get("id").map_err(get)?;
     let org: String = row.try_get("org_id").map_err(get)?;
+    let team: Option<String> = row.try_get("team_id").map_err(get)?;
     let rpm: Option<i64> = row.try_get("rate_limit_rpm").map_err(get)?;
     Ok(ApiKey {
         id: ApiKeyId::parse(&id).ok_or_else(|| corrupt("api key id"))?,
         org_id: OrgId::parse(&org).ok_or_else(|| corrupt("org id"))?,
+        team_id: team
+            .map(|team| TeamId::parse(&team).ok_or_else(|| corrupt("team id")))
+            .transpose()?,
         name: row.try_get("name").map_err(get)?,
         prefix: row.try_get("prefix").map_err(get)?,
         created_at: time(row.try_get("created_at").map_err(get)?)?,
@@ -49,10 +54,27 @@ impl ApiKeyStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if let Some(team) = &key.team_id {
+            // Counts the team's live keys on the team's row, which also proves the team exists
+            // and serialises with its deletion (which needs the count at zero).
+            let counted = sqlx::query(
+                "UPDATE teams SET key_count = key_count + 1 WHERE org_id = $1 AND id = $2",
+            )
+            .bind(key.org_id.as_str())
+            .bind(team.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            if counted != 1 {
+                tx.rollback().await.map_err(db_error)?;
+                return Err(StoreError::Conflict);
+            }
+        }
         sqlx::query(
             "INSERT INTO api_keys (id, org_id, hash, name, prefix, created_at, expires_at, \
-                 last_used_at, rate_limit_rpm, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL)",
+                 last_used_at, rate_limit_rpm, revoked_at, team_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL, $9)",
         )
         .bind(key.id.as_str())
         .bind(key.org_id.as_str())
@@ -62,6 +84,7 @@ impl ApiKeyStore for SqlStore {
         .bind(millis(key.created_at))
         .bind(key.expires_at.map(millis))
         .bind(key.rate_limit_rpm.map(i64::from))
+        .bind(key.team_id.as_ref().map(TeamId::as_str))
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -110,6 +133,16 @@ impl ApiKeyStore for SqlStore {
         .map_err(db_error)?
         .rows_affected();
         if changed == 1 {
+            // A team key no longer blocks its team's deletion.
+            sqlx::query(
+                "UPDATE teams SET key_count = key_count - 1 WHERE org_id = $1 AND id = \
+                     (SELECT team_id FROM api_keys WHERE org_id = $1 AND id = $2)",
+            )
+            .bind(org.as_str())
+            .bind(key.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
             commit_with_audit(tx, audit).await?;
             return Ok(Revoked::Now);
         }

@@ -1,0 +1,512 @@
+//! The account lifecycle by mail, end to end over HTTP on every store backend, reading the mail
+//! from the server's outbox: verification links, password reset, one-time login codes, the
+//! "verified email required" switch, and the throttles. Each link or code works once; expired
+//! and reused ones are refused with their codes; "mail me" answers never reveal an account.
+
+use meterline_e2e::{Backend, Reply, Server, link_token, mailed_code, unique_email};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
+const NEW_PASSWORD: &str = "staple gun lighthouse";
+
+/// No throttle on the mail routes, for tests about something else.
+const UNTHROTTLED: [(&str, &str); 3] = [
+    ("MAIL_PER_EMAIL_PER_MIN", "0"),
+    ("MAIL_PER_IP_PER_MIN", "0"),
+    ("AUTH_IP_LIMIT_PER_MIN", "0"),
+];
+
+async fn post(server: &Server, path: &str, body: Value) -> Reply {
+    server.post(path, body, None).await
+}
+
+#[track_caller]
+fn accepted(reply: &Reply) -> Value {
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    reply.body.clone()
+}
+
+async fn signup_mails_a_link_that_verifies_once(backend: Backend) {
+    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let email = unique_email();
+    let user = server.signup(&email, PASSWORD).await;
+    assert_eq!(user["email_verified"], false);
+
+    let mail = server.last_mail(&email, "verify_email");
+    assert!(
+        mail["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("Confirm"))
+    );
+    assert!(
+        mail["html"]
+            .as_str()
+            .is_some_and(|h| h.contains("verify-email?token="))
+    );
+    let token = link_token(&mail);
+
+    let verified = post(&server, "/v1/auth/verify-email", json!({ "token": token })).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    assert_eq!(verified.body["id"], user["id"]);
+    assert_eq!(verified.body["email_verified"], true);
+    let tokens = server.login(&email, PASSWORD).await;
+    assert_eq!(server.me(&tokens.access).await.body["email_verified"], true);
+
+    post(&server, "/v1/auth/verify-email", json!({ "token": token }))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_used");
+    post(
+        &server,
+        "/v1/auth/verify-email",
+        json!({ "token": "not.a.token" }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
+    // A reset link is not a verification link, even for the same account.
+    accepted(
+        &post(
+            &server,
+            "/v1/auth/password/forgot",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let reset = link_token(&server.last_mail(&email, "password_reset"));
+    post(&server, "/v1/auth/verify-email", json!({ "token": reset }))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
+    post(&server, "/v1/auth/verify-email", json!({}))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+}
+
+async fn an_expired_verification_link_is_refused(backend: Backend) {
+    let mut settings = UNTHROTTLED.to_vec();
+    settings.push(("EMAIL_VERIFY_TTL_SECS", "1"));
+    let server = Server::start_with(backend, &settings).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let token = link_token(&server.last_mail(&email, "verify_email"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    post(&server, "/v1/auth/verify-email", json!({ "token": token }))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
+    let tokens = server.login(&email, PASSWORD).await;
+    assert_eq!(
+        server.me(&tokens.access).await.body["email_verified"],
+        false
+    );
+}
+
+async fn a_resent_link_replaces_the_last_and_is_throttled(backend: Backend) {
+    let server = Server::start_with(
+        backend,
+        &[
+            ("MAIL_PER_EMAIL_PER_MIN", "1"),
+            ("MAIL_PER_IP_PER_MIN", "0"),
+        ],
+    )
+    .await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let first = link_token(&server.last_mail(&email, "verify_email"));
+
+    let known = accepted(
+        &post(
+            &server,
+            "/v1/auth/verify-email/resend",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let nobody = unique_email();
+    let unknown = accepted(
+        &post(
+            &server,
+            "/v1/auth/verify-email/resend",
+            json!({ "email": nobody }),
+        )
+        .await,
+    );
+    assert_eq!(known, unknown, "the answer tells nothing about the address");
+    assert!(server.mails_to(&nobody).is_empty());
+    assert_eq!(server.mails_to(&email).len(), 2);
+
+    let second = link_token(&server.last_mail(&email, "verify_email"));
+    assert_ne!(first, second);
+    post(&server, "/v1/auth/verify-email", json!({ "token": first }))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_used");
+
+    // One mail of a kind per address per minute: the next ask waits, whether or not the
+    // address has an account.
+    for address in [&email, &nobody] {
+        let again = post(
+            &server,
+            "/v1/auth/verify-email/resend",
+            json!({ "email": address }),
+        )
+        .await;
+        again.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        assert!(again.headers.contains_key("retry-after"));
+    }
+    assert_eq!(
+        server.mails_to(&email).len(),
+        2,
+        "a refused ask sends nothing"
+    );
+
+    let verified = post(&server, "/v1/auth/verify-email", json!({ "token": second })).await;
+    assert_eq!(verified.body["email_verified"], true, "{}", verified.body);
+}
+
+async fn login_can_require_a_verified_email(backend: Backend) {
+    let mut settings = UNTHROTTLED.to_vec();
+    settings.push(("REQUIRE_VERIFIED_EMAIL", "true"));
+    let server = Server::start_with(backend, &settings).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    server
+        .attempt_login(&email, PASSWORD)
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "email_not_verified");
+    // A wrong password still says only that the credentials are wrong.
+    server
+        .attempt_login(&email, "wrong password here")
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let token = link_token(&server.last_mail(&email, "verify_email"));
+    let verified = post(&server, "/v1/auth/verify-email", json!({ "token": token })).await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
+    let tokens = server.login(&email, PASSWORD).await;
+    assert_eq!(server.me(&tokens.access).await.status, StatusCode::OK);
+}
+
+async fn a_reset_link_works_once_and_signs_out_everywhere(backend: Backend) {
+    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let session = server.login(&email, PASSWORD).await;
+
+    let known = accepted(
+        &post(
+            &server,
+            "/v1/auth/password/forgot",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let nobody = unique_email();
+    let unknown = accepted(
+        &post(
+            &server,
+            "/v1/auth/password/forgot",
+            json!({ "email": nobody }),
+        )
+        .await,
+    );
+    assert_eq!(
+        known, unknown,
+        "the same answer for known and unknown emails"
+    );
+    assert!(server.mails_to(&nobody).is_empty());
+    let token = link_token(&server.last_mail(&email, "password_reset"));
+
+    // A weak password is refused before the link is spent.
+    post(
+        &server,
+        "/v1/auth/password/reset",
+        json!({ "token": token, "new_password": "short" }),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let reset = post(
+        &server,
+        "/v1/auth/password/reset",
+        json!({ "token": token, "new_password": NEW_PASSWORD }),
+    )
+    .await;
+    assert_eq!(reset.status, StatusCode::NO_CONTENT, "{}", reset.body);
+
+    // Every session ended, the old password is gone, the new one works.
+    server
+        .me(&session.access)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    assert_eq!(
+        server.refresh(&session.refresh).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    server
+        .attempt_login(&email, PASSWORD)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let fresh = server.login(&email, NEW_PASSWORD).await;
+    assert_eq!(server.me(&fresh.access).await.body["email_verified"], true);
+    let notice = server.last_mail(&email, "password_changed");
+    assert!(
+        notice["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("changed"))
+    );
+
+    post(
+        &server,
+        "/v1/auth/password/reset",
+        json!({ "token": token, "new_password": "yet another password" }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "token_used");
+    server.login(&email, NEW_PASSWORD).await;
+}
+
+async fn an_expired_reset_link_is_refused(backend: Backend) {
+    let mut settings = UNTHROTTLED.to_vec();
+    settings.push(("PASSWORD_RESET_TTL_SECS", "1"));
+    let server = Server::start_with(backend, &settings).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    accepted(
+        &post(
+            &server,
+            "/v1/auth/password/forgot",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let token = link_token(&server.last_mail(&email, "password_reset"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    post(
+        &server,
+        "/v1/auth/password/reset",
+        json!({ "token": token, "new_password": NEW_PASSWORD }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
+    server.login(&email, PASSWORD).await;
+}
+
+async fn forgot_password_is_throttled_per_email_and_per_ip(backend: Backend) {
+    let server = Server::start_with(
+        backend,
+        &[
+            ("MAIL_PER_EMAIL_PER_MIN", "1"),
+            ("MAIL_PER_IP_PER_MIN", "3"),
+        ],
+    )
+    .await;
+    let known = unique_email();
+    server.signup(&known, PASSWORD).await;
+    let forgot = |email: String| {
+        let server = &server;
+        async move {
+            post(
+                server,
+                "/v1/auth/password/forgot",
+                json!({ "email": email }),
+            )
+            .await
+        }
+    };
+    accepted(&forgot(known.clone()).await);
+    forgot(known.clone())
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Other addresses are served until this client has asked three times a minute.
+    accepted(&forgot(unique_email()).await);
+    accepted(&forgot(unique_email()).await);
+    let over = forgot(unique_email()).await;
+    over.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(over.headers.contains_key("retry-after"));
+    assert_eq!(
+        server
+            .mails_to(&known)
+            .iter()
+            .filter(|m| m["kind"] == "password_reset")
+            .count(),
+        1
+    );
+}
+
+async fn a_login_code_works_once(backend: Backend) {
+    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let email = unique_email();
+    let user = server.signup(&email, PASSWORD).await;
+
+    let known = accepted(
+        &post(
+            &server,
+            "/v1/auth/login/code/request",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let nobody = unique_email();
+    let unknown = accepted(
+        &post(
+            &server,
+            "/v1/auth/login/code/request",
+            json!({ "email": nobody }),
+        )
+        .await,
+    );
+    assert_eq!(known, unknown);
+    assert!(server.mails_to(&nobody).is_empty());
+    let code = mailed_code(&server.last_mail(&email, "login_code"));
+
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": email, "code": wrong }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    let login = post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": email, "code": code }),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let access = login.body["access_token"].as_str().expect("access token");
+    let me = server.me(access).await;
+    assert_eq!(me.body["id"], user["id"]);
+    assert_eq!(
+        me.body["email_verified"], true,
+        "the code proved the address"
+    );
+
+    post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": email, "code": code }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": nobody, "code": code }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": email, "code": "12ab56" }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+}
+
+async fn a_login_code_dies_after_five_wrong_tries(backend: Backend) {
+    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    accepted(
+        &post(
+            &server,
+            "/v1/auth/login/code/request",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let code = mailed_code(&server.last_mail(&email, "login_code"));
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    for _ in 0..5 {
+        post(
+            &server,
+            "/v1/auth/login/code",
+            json!({ "email": email, "code": wrong }),
+        )
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    }
+    post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": email, "code": code }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    // A new code starts over.
+    accepted(
+        &post(
+            &server,
+            "/v1/auth/login/code/request",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let fresh = mailed_code(&server.last_mail(&email, "login_code"));
+    let login = post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": email, "code": fresh }),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+}
+
+async fn an_expired_login_code_is_refused(backend: Backend) {
+    let mut settings = UNTHROTTLED.to_vec();
+    settings.push(("LOGIN_CODE_TTL_SECS", "1"));
+    let server = Server::start_with(backend, &settings).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    accepted(
+        &post(
+            &server,
+            "/v1/auth/login/code/request",
+            json!({ "email": email }),
+        )
+        .await,
+    );
+    let code = mailed_code(&server.last_mail(&email, "login_code"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    post(
+        &server,
+        "/v1/auth/login/code",
+        json!({ "email": email, "code": code }),
+    )
+    .await
+    .assert_problem(StatusCode::UNAUTHORIZED, "code_expired");
+}
+
+async fn a_password_change_is_announced_by_mail(backend: Backend) {
+    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let tokens = server.login(&email, PASSWORD).await;
+    let changed = server
+        .post(
+            "/v1/auth/password",
+            json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD }),
+            Some(&tokens.access),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.body);
+    let notice = server.last_mail(&email, "password_changed");
+    assert!(
+        notice["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("password was changed"))
+    );
+}
+
+meterline_e2e::on_every_backend!(
+    signup_mails_a_link_that_verifies_once,
+    an_expired_verification_link_is_refused,
+    a_resent_link_replaces_the_last_and_is_throttled,
+    login_can_require_a_verified_email,
+    a_reset_link_works_once_and_signs_out_everywhere,
+    an_expired_reset_link_is_refused,
+    forgot_password_is_throttled_per_email_and_per_ip,
+    a_login_code_works_once,
+    a_login_code_dies_after_five_wrong_tries,
+    an_expired_login_code_is_refused,
+    a_password_change_is_announced_by_mail,
+);

@@ -44,14 +44,14 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// The one answer to every "mail me" request, so it tells nothing about the address.
 #[derive(Serialize, ToSchema)]
-struct Accepted {
+struct MailAccepted {
     /// Always `accepted`.
     status: &'static str,
     /// What happens next.
     message: &'static str,
 }
 
-const ACCEPTED: Accepted = Accepted {
+const ACCEPTED: MailAccepted = MailAccepted {
     status: "accepted",
     message: "If this address has an account, a mail is on its way.",
 };
@@ -93,7 +93,7 @@ async fn verify_email(
 #[utoipa::path(post, path = "/v1/auth/verify-email/resend", tag = "auth",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "The same answer for every address", body = Accepted),
+        (status = 202, description = "The same answer for every address", body = MailAccepted),
         (status = 429, description = "`rate_limited`: too many mails for this address or from \
             this client; see `Retry-After`", body = Problem,
             content_type = "application/problem+json"),
@@ -102,7 +102,7 @@ async fn resend_verification(
     State(lifecycle): State<Lifecycle>,
     ClientIp(ip): ClientIp,
     Json(body): Json<EmailRequest>,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<(StatusCode, Json<MailAccepted>), ApiError> {
     let email = Email::parse(&body.email)?;
     lifecycle.resend_verification(&email, ip).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
@@ -113,7 +113,7 @@ async fn resend_verification(
 #[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "auth",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "The same answer for every address", body = Accepted),
+        (status = 202, description = "The same answer for every address", body = MailAccepted),
         (status = 429, description = "`rate_limited`: too many mails for this address or from \
             this client; see `Retry-After`", body = Problem,
             content_type = "application/problem+json"),
@@ -122,7 +122,7 @@ async fn forgot_password(
     State(lifecycle): State<Lifecycle>,
     ClientIp(ip): ClientIp,
     Json(body): Json<EmailRequest>,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<(StatusCode, Json<MailAccepted>), ApiError> {
     let email = Email::parse(&body.email)?;
     lifecycle.forgot_password(&email, ip).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
@@ -164,7 +164,7 @@ async fn reset_password(
 #[utoipa::path(post, path = "/v1/auth/login/code/request", tag = "auth",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "The same answer for every address", body = Accepted),
+        (status = 202, description = "The same answer for every address", body = MailAccepted),
         (status = 429, description = "`rate_limited`: too many mails for this address or from \
             this client; see `Retry-After`", body = Problem,
             content_type = "application/problem+json"),
@@ -173,7 +173,7 @@ async fn request_login_code(
     State(lifecycle): State<Lifecycle>,
     ClientIp(ip): ClientIp,
     Json(body): Json<EmailRequest>,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<(StatusCode, Json<MailAccepted>), ApiError> {
     let email = Email::parse(&body.email)?;
     lifecycle.request_login_code(&email, ip).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))

@@ -11,86 +11,110 @@ use std::time::Duration;
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "staple gun lighthouse";
 
-/// No throttle on the mail routes, for tests about something else.
-const UNTHROTTLED: [(&str, &str); 3] = [
-    ("MAIL_PER_EMAIL_PER_MIN", "0"),
-    ("MAIL_PER_IP_PER_MIN", "0"),
-    ("AUTH_IP_LIMIT_PER_MIN", "0"),
-];
+const RESEND: &str = "/v1/auth/verify-email/resend";
+const FORGOT: &str = "/v1/auth/password/forgot";
+const CODE_REQUEST: &str = "/v1/auth/login/code/request";
 
-async fn post(server: &Server, path: &str, body: Value) -> Reply {
-    server.post(path, body, None).await
+/// A server with no throttle on the mail routes (for tests about something else), plus
+/// `extra` settings.
+async fn unthrottled(backend: Backend, extra: &[(&str, &str)]) -> Server {
+    let mut settings = vec![
+        ("MAIL_PER_EMAIL_PER_MIN", "0"),
+        ("MAIL_PER_IP_PER_MIN", "0"),
+        ("AUTH_IP_LIMIT_PER_MIN", "0"),
+    ];
+    settings.extend_from_slice(extra);
+    Server::start_with(backend, &settings).await
 }
 
-#[track_caller]
-fn accepted(reply: &Reply) -> Value {
+/// Posts `{email}` to a "mail me" route.
+async fn ask(server: &Server, path: &str, email: &str) -> Reply {
+    server.post(path, json!({ "email": email }), None).await
+}
+
+/// The same, which must answer 202: its body.
+async fn asked(server: &Server, path: &str, email: &str) -> Value {
+    let reply = ask(server, path, email).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
-    reply.body.clone()
+    reply.body
+}
+
+async fn verify(server: &Server, token: &str) -> Reply {
+    server
+        .post("/v1/auth/verify-email", json!({ "token": token }), None)
+        .await
+}
+
+async fn reset(server: &Server, token: &str, new_password: &str) -> Reply {
+    let body = json!({ "token": token, "new_password": new_password });
+    server.post("/v1/auth/password/reset", body, None).await
+}
+
+async fn code_login(server: &Server, email: &str, code: &str) -> Reply {
+    let body = json!({ "email": email, "code": code });
+    server.post("/v1/auth/login/code", body, None).await
+}
+
+/// Asks for a reset link for `email` and reads its token from the mail.
+async fn reset_link(server: &Server, email: &str) -> String {
+    asked(server, FORGOT, email).await;
+    link_token(&server.last_mail(email, "password_reset"))
+}
+
+/// Asks for a login code for `email` and reads it from the mail.
+async fn login_code(server: &Server, email: &str) -> String {
+    asked(server, CODE_REQUEST, email).await;
+    mailed_code(&server.last_mail(email, "login_code"))
+}
+
+/// A code that is not `code`.
+fn other_than(code: &str) -> &'static str {
+    if code == "000000" { "000001" } else { "000000" }
 }
 
 async fn signup_mails_a_link_that_verifies_once(backend: Backend) {
-    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let server = unthrottled(backend, &[]).await;
     let email = unique_email();
     let user = server.signup(&email, PASSWORD).await;
     assert_eq!(user["email_verified"], false);
 
     let mail = server.last_mail(&email, "verify_email");
-    assert!(
-        mail["subject"]
-            .as_str()
-            .is_some_and(|s| s.contains("Confirm"))
-    );
-    assert!(
-        mail["html"]
-            .as_str()
-            .is_some_and(|h| h.contains("verify-email?token="))
-    );
+    let text = |field: &str| mail[field].as_str().unwrap_or_default().to_owned();
+    assert!(text("subject").contains("Confirm"));
+    assert!(text("html").contains("verify-email?token="));
     let token = link_token(&mail);
 
-    let verified = post(&server, "/v1/auth/verify-email", json!({ "token": token })).await;
+    let verified = verify(&server, &token).await;
     assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
     assert_eq!(verified.body["id"], user["id"]);
     assert_eq!(verified.body["email_verified"], true);
     let tokens = server.login(&email, PASSWORD).await;
     assert_eq!(server.me(&tokens.access).await.body["email_verified"], true);
 
-    post(&server, "/v1/auth/verify-email", json!({ "token": token }))
+    verify(&server, &token)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_used");
-    post(
-        &server,
-        "/v1/auth/verify-email",
-        json!({ "token": "not.a.token" }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
-    // A reset link is not a verification link, even for the same account.
-    accepted(
-        &post(
-            &server,
-            "/v1/auth/password/forgot",
-            json!({ "email": email }),
-        )
-        .await,
-    );
-    let reset = link_token(&server.last_mail(&email, "password_reset"));
-    post(&server, "/v1/auth/verify-email", json!({ "token": reset }))
+    verify(&server, "not.a.token")
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
-    post(&server, "/v1/auth/verify-email", json!({}))
+    // A reset link is not a verification link, even for the same account.
+    let reset = reset_link(&server, &email).await;
+    verify(&server, &reset)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
+    server
+        .post("/v1/auth/verify-email", json!({}), None)
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 }
 
 async fn an_expired_verification_link_is_refused(backend: Backend) {
-    let mut settings = UNTHROTTLED.to_vec();
-    settings.push(("EMAIL_VERIFY_TTL_SECS", "1"));
-    let server = Server::start_with(backend, &settings).await;
+    let server = unthrottled(backend, &[("EMAIL_VERIFY_TTL_SECS", "1")]).await;
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
     let token = link_token(&server.last_mail(&email, "verify_email"));
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    post(&server, "/v1/auth/verify-email", json!({ "token": token }))
+    verify(&server, &token)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
     let tokens = server.login(&email, PASSWORD).await;
@@ -113,42 +137,23 @@ async fn a_resent_link_replaces_the_last_and_is_throttled(backend: Backend) {
     server.signup(&email, PASSWORD).await;
     let first = link_token(&server.last_mail(&email, "verify_email"));
 
-    let known = accepted(
-        &post(
-            &server,
-            "/v1/auth/verify-email/resend",
-            json!({ "email": email }),
-        )
-        .await,
-    );
+    let known = asked(&server, RESEND, &email).await;
     let nobody = unique_email();
-    let unknown = accepted(
-        &post(
-            &server,
-            "/v1/auth/verify-email/resend",
-            json!({ "email": nobody }),
-        )
-        .await,
-    );
+    let unknown = asked(&server, RESEND, &nobody).await;
     assert_eq!(known, unknown, "the answer tells nothing about the address");
     assert!(server.mails_to(&nobody).is_empty());
     assert_eq!(server.mails_to(&email).len(), 2);
 
     let second = link_token(&server.last_mail(&email, "verify_email"));
     assert_ne!(first, second);
-    post(&server, "/v1/auth/verify-email", json!({ "token": first }))
+    verify(&server, &first)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "token_used");
 
     // One mail of a kind per address per minute: the next ask waits, whether or not the
     // address has an account.
     for address in [&email, &nobody] {
-        let again = post(
-            &server,
-            "/v1/auth/verify-email/resend",
-            json!({ "email": address }),
-        )
-        .await;
+        let again = ask(&server, RESEND, address).await;
         again.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
         assert!(again.headers.contains_key("retry-after"));
     }
@@ -158,14 +163,12 @@ async fn a_resent_link_replaces_the_last_and_is_throttled(backend: Backend) {
         "a refused ask sends nothing"
     );
 
-    let verified = post(&server, "/v1/auth/verify-email", json!({ "token": second })).await;
+    let verified = verify(&server, &second).await;
     assert_eq!(verified.body["email_verified"], true, "{}", verified.body);
 }
 
 async fn login_can_require_a_verified_email(backend: Backend) {
-    let mut settings = UNTHROTTLED.to_vec();
-    settings.push(("REQUIRE_VERIFIED_EMAIL", "true"));
-    let server = Server::start_with(backend, &settings).await;
+    let server = unthrottled(backend, &[("REQUIRE_VERIFIED_EMAIL", "true")]).await;
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
     server
@@ -178,35 +181,21 @@ async fn login_can_require_a_verified_email(backend: Backend) {
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
     let token = link_token(&server.last_mail(&email, "verify_email"));
-    let verified = post(&server, "/v1/auth/verify-email", json!({ "token": token })).await;
+    let verified = verify(&server, &token).await;
     assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
     let tokens = server.login(&email, PASSWORD).await;
     assert_eq!(server.me(&tokens.access).await.status, StatusCode::OK);
 }
 
 async fn a_reset_link_works_once_and_signs_out_everywhere(backend: Backend) {
-    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let server = unthrottled(backend, &[]).await;
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
     let session = server.login(&email, PASSWORD).await;
 
-    let known = accepted(
-        &post(
-            &server,
-            "/v1/auth/password/forgot",
-            json!({ "email": email }),
-        )
-        .await,
-    );
+    let known = asked(&server, FORGOT, &email).await;
     let nobody = unique_email();
-    let unknown = accepted(
-        &post(
-            &server,
-            "/v1/auth/password/forgot",
-            json!({ "email": nobody }),
-        )
-        .await,
-    );
+    let unknown = asked(&server, FORGOT, &nobody).await;
     assert_eq!(
         known, unknown,
         "the same answer for known and unknown emails"
@@ -215,20 +204,11 @@ async fn a_reset_link_works_once_and_signs_out_everywhere(backend: Backend) {
     let token = link_token(&server.last_mail(&email, "password_reset"));
 
     // A weak password is refused before the link is spent.
-    post(
-        &server,
-        "/v1/auth/password/reset",
-        json!({ "token": token, "new_password": "short" }),
-    )
-    .await
-    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    let reset = post(
-        &server,
-        "/v1/auth/password/reset",
-        json!({ "token": token, "new_password": NEW_PASSWORD }),
-    )
-    .await;
-    assert_eq!(reset.status, StatusCode::NO_CONTENT, "{}", reset.body);
+    reset(&server, &token, "short")
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let done = reset(&server, &token, NEW_PASSWORD).await;
+    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
 
     // Every session ended, the old password is gone, the new one works.
     server
@@ -252,39 +232,21 @@ async fn a_reset_link_works_once_and_signs_out_everywhere(backend: Backend) {
             .is_some_and(|t| t.contains("changed"))
     );
 
-    post(
-        &server,
-        "/v1/auth/password/reset",
-        json!({ "token": token, "new_password": "yet another password" }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "token_used");
+    reset(&server, &token, "yet another password")
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_used");
     server.login(&email, NEW_PASSWORD).await;
 }
 
 async fn an_expired_reset_link_is_refused(backend: Backend) {
-    let mut settings = UNTHROTTLED.to_vec();
-    settings.push(("PASSWORD_RESET_TTL_SECS", "1"));
-    let server = Server::start_with(backend, &settings).await;
+    let server = unthrottled(backend, &[("PASSWORD_RESET_TTL_SECS", "1")]).await;
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
-    accepted(
-        &post(
-            &server,
-            "/v1/auth/password/forgot",
-            json!({ "email": email }),
-        )
-        .await,
-    );
-    let token = link_token(&server.last_mail(&email, "password_reset"));
+    let token = reset_link(&server, &email).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    post(
-        &server,
-        "/v1/auth/password/reset",
-        json!({ "token": token, "new_password": NEW_PASSWORD }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
+    reset(&server, &token, NEW_PASSWORD)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_expired");
     server.login(&email, PASSWORD).await;
 }
 
@@ -299,25 +261,14 @@ async fn forgot_password_is_throttled_per_email_and_per_ip(backend: Backend) {
     .await;
     let known = unique_email();
     server.signup(&known, PASSWORD).await;
-    let forgot = |email: String| {
-        let server = &server;
-        async move {
-            post(
-                server,
-                "/v1/auth/password/forgot",
-                json!({ "email": email }),
-            )
-            .await
-        }
-    };
-    accepted(&forgot(known.clone()).await);
-    forgot(known.clone())
+    asked(&server, FORGOT, &known).await;
+    ask(&server, FORGOT, &known)
         .await
         .assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     // Other addresses are served until this client has asked three times a minute.
-    accepted(&forgot(unique_email()).await);
-    accepted(&forgot(unique_email()).await);
-    let over = forgot(unique_email()).await;
+    asked(&server, FORGOT, &unique_email()).await;
+    asked(&server, FORGOT, &unique_email()).await;
+    let over = ask(&server, FORGOT, &unique_email()).await;
     over.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert!(over.headers.contains_key("retry-after"));
     assert_eq!(
@@ -331,45 +282,21 @@ async fn forgot_password_is_throttled_per_email_and_per_ip(backend: Backend) {
 }
 
 async fn a_login_code_works_once(backend: Backend) {
-    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let server = unthrottled(backend, &[]).await;
     let email = unique_email();
     let user = server.signup(&email, PASSWORD).await;
 
-    let known = accepted(
-        &post(
-            &server,
-            "/v1/auth/login/code/request",
-            json!({ "email": email }),
-        )
-        .await,
-    );
+    let known = asked(&server, CODE_REQUEST, &email).await;
     let nobody = unique_email();
-    let unknown = accepted(
-        &post(
-            &server,
-            "/v1/auth/login/code/request",
-            json!({ "email": nobody }),
-        )
-        .await,
-    );
+    let unknown = asked(&server, CODE_REQUEST, &nobody).await;
     assert_eq!(known, unknown);
     assert!(server.mails_to(&nobody).is_empty());
     let code = mailed_code(&server.last_mail(&email, "login_code"));
 
-    let wrong = if code == "000000" { "000001" } else { "000000" };
-    post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": email, "code": wrong }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
-    let login = post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": email, "code": code }),
-    )
-    .await;
+    code_login(&server, &email, other_than(&code))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    let login = code_login(&server, &email, &code).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     let access = login.body["access_token"].as_str().expect("access token");
     let me = server.me(access).await;
@@ -379,105 +306,49 @@ async fn a_login_code_works_once(backend: Backend) {
         "the code proved the address"
     );
 
-    post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": email, "code": code }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
-    post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": nobody, "code": code }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
-    post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": email, "code": "12ab56" }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    for (address, code) in [
+        (&email, code.as_str()),
+        (&nobody, &code),
+        (&email, "12ab56"),
+    ] {
+        code_login(&server, address, code)
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    }
 }
 
 async fn a_login_code_dies_after_five_wrong_tries(backend: Backend) {
-    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let server = unthrottled(backend, &[]).await;
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
-    accepted(
-        &post(
-            &server,
-            "/v1/auth/login/code/request",
-            json!({ "email": email }),
-        )
-        .await,
-    );
-    let code = mailed_code(&server.last_mail(&email, "login_code"));
-    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let code = login_code(&server, &email).await;
     for _ in 0..5 {
-        post(
-            &server,
-            "/v1/auth/login/code",
-            json!({ "email": email, "code": wrong }),
-        )
+        code_login(&server, &email, other_than(&code))
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    }
+    code_login(&server, &email, &code)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
-    }
-    post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": email, "code": code }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
     // A new code starts over.
-    accepted(
-        &post(
-            &server,
-            "/v1/auth/login/code/request",
-            json!({ "email": email }),
-        )
-        .await,
-    );
-    let fresh = mailed_code(&server.last_mail(&email, "login_code"));
-    let login = post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": email, "code": fresh }),
-    )
-    .await;
+    let fresh = login_code(&server, &email).await;
+    let login = code_login(&server, &email, &fresh).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
 }
 
 async fn an_expired_login_code_is_refused(backend: Backend) {
-    let mut settings = UNTHROTTLED.to_vec();
-    settings.push(("LOGIN_CODE_TTL_SECS", "1"));
-    let server = Server::start_with(backend, &settings).await;
+    let server = unthrottled(backend, &[("LOGIN_CODE_TTL_SECS", "1")]).await;
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
-    accepted(
-        &post(
-            &server,
-            "/v1/auth/login/code/request",
-            json!({ "email": email }),
-        )
-        .await,
-    );
-    let code = mailed_code(&server.last_mail(&email, "login_code"));
+    let code = login_code(&server, &email).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    post(
-        &server,
-        "/v1/auth/login/code",
-        json!({ "email": email, "code": code }),
-    )
-    .await
-    .assert_problem(StatusCode::UNAUTHORIZED, "code_expired");
+    code_login(&server, &email, &code)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "code_expired");
 }
 
 async fn a_password_change_is_announced_by_mail(backend: Backend) {
-    let server = Server::start_with(backend, &UNTHROTTLED).await;
+    let server = unthrottled(backend, &[]).await;
     let email = unique_email();
     server.signup(&email, PASSWORD).await;
     let tokens = server.login(&email, PASSWORD).await;

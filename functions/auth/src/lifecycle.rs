@@ -51,10 +51,18 @@ struct MailAccepted {
     message: &'static str,
 }
 
-const ACCEPTED: MailAccepted = MailAccepted {
-    status: "accepted",
-    message: "If this address has an account, a mail is on its way.",
-};
+/// A 202 with [`MailAccepted`].
+type Accepted = (StatusCode, Json<MailAccepted>);
+
+fn accepted() -> Accepted {
+    (
+        StatusCode::ACCEPTED,
+        Json(MailAccepted {
+            status: "accepted",
+            message: "If this address has an account, a mail is on its way.",
+        }),
+    )
+}
 
 #[derive(Deserialize, ToSchema)]
 struct EmailRequest {
@@ -102,10 +110,10 @@ async fn resend_verification(
     State(lifecycle): State<Lifecycle>,
     ClientIp(ip): ClientIp,
     Json(body): Json<EmailRequest>,
-) -> Result<(StatusCode, Json<MailAccepted>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let email = Email::parse(&body.email)?;
     lifecycle.resend_verification(&email, ip).await?;
-    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
+    Ok(accepted())
 }
 
 /// Mails a password-reset link if the address has an account; the answer is the same either
@@ -122,10 +130,10 @@ async fn forgot_password(
     State(lifecycle): State<Lifecycle>,
     ClientIp(ip): ClientIp,
     Json(body): Json<EmailRequest>,
-) -> Result<(StatusCode, Json<MailAccepted>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let email = Email::parse(&body.email)?;
     lifecycle.forgot_password(&email, ip).await?;
-    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
+    Ok(accepted())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -173,10 +181,10 @@ async fn request_login_code(
     State(lifecycle): State<Lifecycle>,
     ClientIp(ip): ClientIp,
     Json(body): Json<EmailRequest>,
-) -> Result<(StatusCode, Json<MailAccepted>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let email = Email::parse(&body.email)?;
     lifecycle.request_login_code(&email, ip).await?;
-    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
+    Ok(accepted())
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -107,6 +107,9 @@ pub enum AuthError {
     /// A genuine login code past its expiry.
     #[error("the code has expired; request a new one")]
     CodeExpired,
+    /// A backend the rule depends on is down (the limiter, when it fails closed).
+    #[error("a backend service is unavailable")]
+    Unavailable(#[source] anyhow::Error),
     /// Too many mails asked for this address or from this client.
     #[error("too many requests for this email or from this address; try again later")]
     Throttled {
@@ -271,43 +274,55 @@ impl Accounts {
         email: Email,
         name: Option<DisplayName>,
     ) -> Result<(TokenPair, User, bool), AuthError> {
-        let now = self.now();
-        let (mut user, created) = match self.store.user_by_email(&email).await? {
+        let (user, created) = match self.store.user_by_email(&email).await? {
             Some(record) => (record.user, false),
-            None => {
-                let unusable =
-                    Password::parse("password", RefreshSecret::generate().expose().to_owned())
-                        .map_err(|err| anyhow::anyhow!("random password refused: {err}"))?;
-                let record = UserRecord {
-                    user: User {
-                        id: UserId::generate(),
-                        email: email.clone(),
-                        name: name.map(DisplayName::into_inner),
-                        email_verified: true,
-                        created_at: now,
-                    },
-                    password_hash: self.passwords.hash(&unusable).await?,
-                };
-                match self.store.create_user(&record).await {
-                    Ok(()) => {
-                        tracing::info!(user_id = %record.user.id, "account created by a verified sign-in");
-                        (record.user, true)
-                    }
-                    // A concurrent sign-in created it first: use that one.
-                    Err(StoreError::EmailTaken) => match self.store.user_by_email(&email).await? {
-                        Some(record) => (record.user, false),
-                        None => return Err(AuthError::InvalidCredentials),
-                    },
-                    Err(err) => return Err(err.into()),
-                }
-            }
+            None => self.create_verified(email, name).await?,
         };
+        let (pair, user) = self.sign_in(user).await?;
+        Ok((pair, user, created))
+    }
+
+    /// Creates the account of a proved email, with an unusable random password; when a
+    /// concurrent sign-in created it first, that account. True when this call created it.
+    async fn create_verified(
+        &self,
+        email: Email,
+        name: Option<DisplayName>,
+    ) -> Result<(User, bool), AuthError> {
+        let unusable = Password::parse("password", RefreshSecret::generate().expose().to_owned())
+            .map_err(|err| anyhow::anyhow!("random password refused: {err}"))?;
+        let record = UserRecord {
+            user: User {
+                id: UserId::generate(),
+                email: email.clone(),
+                name: name.map(DisplayName::into_inner),
+                email_verified: true,
+                created_at: self.now(),
+            },
+            password_hash: self.passwords.hash(&unusable).await?,
+        };
+        match self.store.create_user(&record).await {
+            Ok(()) => {
+                tracing::info!(user_id = %record.user.id, "account created by a verified sign-in");
+                Ok((record.user, true))
+            }
+            Err(StoreError::EmailTaken) => match self.store.user_by_email(&email).await? {
+                Some(existing) => Ok((existing.user, false)),
+                None => Err(AuthError::InvalidCredentials),
+            },
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Starts a session for `user`, whose email a trusted party has just proved: marks the
+    /// email verified first. Returns the tokens and the account as it now is.
+    pub(crate) async fn sign_in(&self, mut user: User) -> Result<(TokenPair, User), AuthError> {
         if !user.email_verified {
             self.store.set_email_verified(&user.id).await?;
             user.email_verified = true;
         }
-        let pair = self.start_session(&user.id, now).await?;
-        Ok((pair, user, created))
+        let pair = self.start_session(&user.id, self.now()).await?;
+        Ok((pair, user))
     }
 
     async fn start_session(

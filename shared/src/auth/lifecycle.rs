@@ -188,7 +188,7 @@ impl Lifecycle {
                     tracing::warn!(error = %err, "limiter down; mail request let through");
                     Ok(())
                 }
-                FailMode::Closed => Err(AuthError::Internal(err.into())),
+                FailMode::Closed => Err(AuthError::Unavailable(err.into())),
             },
         }
     }
@@ -437,7 +437,7 @@ impl Lifecycle {
         {
             return Err(AuthError::InvalidCode);
         }
-        let (pair, _, _) = self.accounts.sign_in_verified(user.email, None).await?;
+        let (pair, _) = self.accounts.sign_in(user).await?;
         Ok(pair)
     }
 }
@@ -480,10 +480,19 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
+        fixture_on(Arc::new(LocalLimiter::new()), FailMode::Open, "0").await
+    }
+
+    /// The service on `limiter`, with a per-address mail limit of `per_email` a minute.
+    async fn fixture_on(
+        limiter: Arc<dyn Limiter>,
+        fail_mode: FailMode,
+        per_email: &str,
+    ) -> Fixture {
         let vars: HashMap<String, String> = [
             ("ARGON2_MEMORY_KIB", "64"),
             ("ARGON2_ITERATIONS", "1"),
-            ("MAIL_PER_EMAIL_PER_MIN", "0"),
+            ("MAIL_PER_EMAIL_PER_MIN", per_email),
             ("MAIL_PER_IP_PER_MIN", "0"),
         ]
         .into_iter()
@@ -492,7 +501,6 @@ mod tests {
         let config = Config::from_vars(&vars).expect("config");
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let store = testing::sqlite().await;
-        let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new());
         let state = crate::AppState::assemble(
             config.clone(),
             Arc::clone(&store),
@@ -509,7 +517,7 @@ mod tests {
             postman: Postman::new(inbox.clone(), "a@b.co", std::time::Duration::from_secs(1)),
             brand: Branding::default(),
             limiter,
-            fail_mode: FailMode::Open,
+            fail_mode,
             clock: clock.clone(),
             policy: config.lifecycle,
         });
@@ -521,33 +529,39 @@ mod tests {
         }
     }
 
-    fn last_code(inbox: &Inbox) -> String {
-        let mails = inbox.0.lock().expect("inbox");
-        let text = &mails.last().expect("a mail").text;
-        text.lines()
-            .map(str::trim)
-            .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
-            .expect("a code line")
-            .to_owned()
+    impl Fixture {
+        /// A new account's email.
+        async fn account(&self) -> Email {
+            let email = Email::parse(&format!("{}@example.com", ulid::Ulid::new())).expect("email");
+            let password = Password::parse("p", "correct horse battery".into()).expect("pw");
+            self.accounts
+                .signup(email.clone(), password, None)
+                .await
+                .expect("signup");
+            email
+        }
+
+        /// Asks for a login code for `email` and reads it from the mail.
+        async fn mailed_code(&self, email: &Email) -> String {
+            self.lifecycle
+                .request_login_code(email, None)
+                .await
+                .expect("requested");
+            let mails = self.inbox.0.lock().expect("inbox");
+            let text = &mails.last().expect("a mail").text;
+            text.lines()
+                .map(str::trim)
+                .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
+                .expect("a code line")
+                .to_owned()
+        }
     }
 
     #[tokio::test]
     async fn a_code_dies_after_its_attempts_even_when_the_last_guess_is_right() {
         let f = fixture().await;
-        let email = Email::parse(&format!("{}@example.com", ulid::Ulid::new())).expect("email");
-        f.accounts
-            .signup(
-                email.clone(),
-                Password::parse("p", "correct horse battery".into()).expect("pw"),
-                None,
-            )
-            .await
-            .expect("signup");
-        f.lifecycle
-            .request_login_code(&email, None)
-            .await
-            .expect("requested");
-        let code = last_code(&f.inbox);
+        let email = f.account().await;
+        let code = f.mailed_code(&email).await;
         let wrong = if code == "000000" { "000001" } else { "000000" };
         for _ in 0..5 {
             assert!(matches!(
@@ -564,30 +578,14 @@ mod tests {
     #[tokio::test]
     async fn a_code_expires_on_the_clock_and_works_once() {
         let f = fixture().await;
-        let email = Email::parse(&format!("{}@example.com", ulid::Ulid::new())).expect("email");
-        f.accounts
-            .signup(
-                email.clone(),
-                Password::parse("p", "correct horse battery".into()).expect("pw"),
-                None,
-            )
-            .await
-            .expect("signup");
-        f.lifecycle
-            .request_login_code(&email, None)
-            .await
-            .expect("requested");
-        let code = last_code(&f.inbox);
+        let email = f.account().await;
+        let code = f.mailed_code(&email).await;
         f.clock.advance(Duration::minutes(15));
         assert!(matches!(
             f.lifecycle.login_with_code(email.as_str(), &code).await,
             Err(AuthError::CodeExpired)
         ));
-        f.lifecycle
-            .request_login_code(&email, None)
-            .await
-            .expect("requested");
-        let code = last_code(&f.inbox);
+        let code = f.mailed_code(&email).await;
         f.lifecycle
             .login_with_code(email.as_str(), &code)
             .await
@@ -596,5 +594,59 @@ mod tests {
             f.lifecycle.login_with_code(email.as_str(), &code).await,
             Err(AuthError::InvalidCode)
         ));
+    }
+
+    /// A limiter whose backend is down.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Limiter for Down {
+        fn backend(&self) -> &'static str {
+            "down"
+        }
+
+        async fn check(
+            &self,
+            _request: &LimitRequest,
+        ) -> Result<Decision, crate::ratelimit::LimiterError> {
+            Err(crate::ratelimit::LimiterError(anyhow::anyhow!(
+                "unreachable"
+            )))
+        }
+
+        async fn mark_revoked(
+            &self,
+            _org_id: &str,
+            _key_id: &str,
+            _now_ms: i64,
+            _ttl_ms: u64,
+        ) -> Result<(), crate::ratelimit::LimiterError> {
+            Err(crate::ratelimit::LimiterError(anyhow::anyhow!(
+                "unreachable"
+            )))
+        }
+
+        async fn ping(&self) -> Result<(), crate::ratelimit::LimiterError> {
+            Err(crate::ratelimit::LimiterError(anyhow::anyhow!(
+                "unreachable"
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limiter_outage_follows_the_fail_mode() {
+        let closed = fixture_on(Arc::new(Down), FailMode::Closed, "1").await;
+        let email = closed.account().await;
+        assert!(matches!(
+            closed.lifecycle.forgot_password(&email, None).await,
+            Err(AuthError::Unavailable(_))
+        ));
+        let open = fixture_on(Arc::new(Down), FailMode::Open, "1").await;
+        let email = open.account().await;
+        open.lifecycle
+            .forgot_password(&email, None)
+            .await
+            .expect("served without the limiter");
+        assert_eq!(open.inbox.0.lock().expect("inbox").len(), 1);
     }
 }

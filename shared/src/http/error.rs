@@ -304,6 +304,7 @@ impl From<AuthError> for ApiError {
                 detail,
                 retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
             },
+            AuthError::Unavailable(cause) => Self::Unavailable(cause),
             AuthError::Store(err) => err.into(),
             AuthError::Internal(cause) => Self::Internal(cause),
         }

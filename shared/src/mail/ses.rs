@@ -109,25 +109,6 @@ mod tests {
     use crate::domain::Email;
     use crate::mail::templates;
 
-    /// The SES endpoint `infra/services.sh` starts (moto), which refuses unverified senders
-    /// as SES does.
-    async fn endpoint() -> aws_config::SdkConfig {
-        let endpoint =
-            std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "meterline-tests",
-            ))
-            .load()
-            .await
-    }
-
     fn mail() -> Message {
         templates::login_code(
             &templates::Branding::default(),
@@ -139,7 +120,8 @@ mod tests {
 
     #[tokio::test]
     async fn ses_sends_from_a_verified_identity_and_refuses_others() {
-        let config = endpoint().await;
+        // moto, as infra/services.sh starts it, refuses unverified senders as SES does.
+        let (_, config) = crate::store::testing::aws_endpoint().await;
         let domain = format!(
             "{}.example.com",
             ulid::Ulid::new().to_string().to_lowercase()

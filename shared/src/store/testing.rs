@@ -32,8 +32,9 @@ pub async fn postgres() -> Arc<dyn Store> {
     Arc::new(store)
 }
 
-/// A new table on the test DynamoDB endpoint.
-pub async fn dynamodb() -> Arc<dyn Store> {
+/// The test AWS endpoint (`AWS_ENDPOINT_URL`, default moto on 127.0.0.1:4566) and the
+/// configuration of a client for it: fixed region and test credentials.
+pub async fn aws_endpoint() -> (String, aws_config::SdkConfig) {
     let endpoint =
         std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -48,6 +49,12 @@ pub async fn dynamodb() -> Arc<dyn Store> {
         ))
         .load()
         .await;
+    (endpoint, config)
+}
+
+/// A new table on the test DynamoDB endpoint.
+pub async fn dynamodb() -> Arc<dyn Store> {
+    let (endpoint, config) = aws_endpoint().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), namespace());
     store.create_table_if_missing().await.unwrap_or_else(|err| {
         panic!("DynamoDB endpoint {endpoint} is required (run infra/services.sh): {err:#}")

@@ -177,6 +177,43 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Writes an item whole, replacing any item with its key.
+    async fn put(&self, item: Item) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// Applies `expression` (with `:value`) to an account's profile; an account deleted in the
+    /// meantime is left alone.
+    async fn update_profile(
+        &self,
+        id: &UserId,
+        expression: &str,
+        value: AttributeValue,
+    ) -> StoreResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(id), "PROFILE")))
+            .update_expression(expression)
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":value", value)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Ok(()),
+            Err(err) => Err(sdk_error(err)),
+        }
+    }
+
     async fn session_item(&self, user: &UserId, session: &SessionId) -> StoreResult<Option<Item>> {
         self.get(user_pk(user), &session_sk(session)).await
     }
@@ -432,40 +469,18 @@ impl Store for DynamoStore {
 
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     async fn set_password_hash(&self, id: &UserId, hash: &PasswordHash) -> StoreResult<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(user_pk(id), "PROFILE")))
-            .update_expression("SET password_hash = :hash")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":hash", s(hash.as_str()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error(err)),
-        }
+        self.update_profile(id, "SET password_hash = :value", s(hash.as_str()))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     async fn set_email_verified(&self, id: &UserId) -> StoreResult<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(user_pk(id), "PROFILE")))
-            .update_expression("SET email_verified = :yes")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Ok(()),
-            Err(err) => Err(sdk_error(err)),
-        }
+        self.update_profile(
+            id,
+            "SET email_verified = :value",
+            AttributeValue::Bool(true),
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %session.user_id, session_id = %session.id))]
@@ -626,14 +641,7 @@ impl Store for DynamoStore {
         let mut item = key(format!("JTI#{jti}"), "JTI");
         item.insert("expires_at".into(), ms(expires_at));
         item.insert("ttl".into(), ttl(expires_at));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn access_token_revoked(

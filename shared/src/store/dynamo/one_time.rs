@@ -52,14 +52,7 @@ impl OneTimeStore for DynamoStore {
         if let Some(payload) = &record.payload {
             item.insert("payload".into(), s(payload.as_str()));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn one_time(
@@ -67,16 +60,11 @@ impl OneTimeStore for DynamoStore {
         purpose: Purpose,
         subject: &str,
     ) -> StoreResult<Option<OneTimeRecord>> {
-        let found = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(one_time_pk(purpose, subject), SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        found.item.as_ref().map(record_from_item).transpose()
+        self.get(one_time_pk(purpose, subject), SK)
+            .await?
+            .as_ref()
+            .map(record_from_item)
+            .transpose()
     }
 
     #[tracing::instrument(skip_all, fields(purpose = purpose.as_str()))]

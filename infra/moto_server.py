@@ -16,11 +16,19 @@ deleting a message rebuilds that list without it, so a message sent while anothe
 could vanish although SendMessage answered that it was sent (the load tool's books found it;
 tests/load/README.md). Deletes take the lock too.
 
+And one fault for the tests: real DynamoDB cancels a TransactWriteItems with
+`TransactionConflict` when another request writes one of its items meanwhile (an API key's
+`last_used_at` touch racing its revocation). moto never does, so a store test arms conflicts by
+`POST /_meterline/transaction-conflicts {"table": NAME, "count": N}`: the next N
+TransactWriteItems naming that table are cancelled that way, and nothing of them is written.
+
 Usage: python3 infra/moto_server.py [-H HOST] [-p PORT]
 """
 
 import argparse
 import copy
+import io
+import json
 import threading
 
 from moto.dynamodb import models as dynamodb_models
@@ -33,15 +41,72 @@ from werkzeug.serving import run_simple
 _dynamodb = threading.Lock()
 
 
+_conflicts = {}
+_CONFLICTS_PATH = "/_meterline/transaction-conflicts"
+
+
+def _json_reply(start_response, status, body, content_type="application/json"):
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _read_body(environ):
+    """The request body, put back so the wrapped app can read it again."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def _armed_conflict(environ):
+    """True when this TransactWriteItems names a table with conflicts armed (spends one)."""
+    if not environ.get("HTTP_X_AMZ_TARGET", "").endswith(".TransactWriteItems"):
+        return None
+    try:
+        request = json.loads(_read_body(environ) or b"{}")
+    except ValueError:
+        return None
+    items = request.get("TransactItems", [])
+    tables = {op.get("TableName") for entry in items for op in entry.values()}
+    for table in tables:
+        if _conflicts.get(table, 0) > 0:
+            _conflicts[table] -= 1
+            return len(items)
+    return None
+
+
 class SerializedDynamoDB:
-    """WSGI middleware: one DynamoDB request at a time, everything else untouched."""
+    """WSGI middleware: one DynamoDB request at a time, everything else untouched; plus the
+    armed transaction conflicts (see the module's doc)."""
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == _CONFLICTS_PATH and environ["REQUEST_METHOD"] == "POST":
+            request = json.loads(_read_body(environ) or b"{}")
+            with _dynamodb:
+                _conflicts[request["table"]] = int(request.get("count", 1))
+            return _json_reply(start_response, "200 OK", {"armed": request["count"]})
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with _dynamodb:
+                items = _armed_conflict(environ)
+                if items is not None:
+                    return _json_reply(
+                        start_response,
+                        "400 Bad Request",
+                        {
+                            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                            "message": "Transaction cancelled, please refer cancellation reasons "
+                            "for specific reasons [TransactionConflict]",
+                            "CancellationReasons": [
+                                {"Code": "TransactionConflict",
+                                 "Message": "Transaction is ongoing for the item"}
+                            ] * items,
+                        },
+                        "application/x-amz-json-1.0",
+                    )
                 # The response is produced entirely inside the lock.
                 return list(self.app(environ, start_response))
         return self.app(environ, start_response)

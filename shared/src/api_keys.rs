@@ -41,9 +41,11 @@ pub struct ApiKeys {
     clock: Arc<dyn Clock>,
 }
 
-/// How long a revocation mark lives in the limiter: longer than any function keeps a key in
-/// its cache, so a cached key is refused from the next request on.
-pub const REVOCATION_MARK_MS: u64 = 24 * 3600 * 1000;
+/// How long a revocation mark lives in the limiter: far longer than any function keeps a key
+/// in its cache (30 s), so a cached key is refused from the next request on, and long enough
+/// that the limiter keeps refusing a revoked key for over a year whatever any cache or replica
+/// says (a mark costs ~100 bytes of Redis; revocations are rare).
+pub const REVOCATION_MARK_MS: u64 = 400 * 24 * 3600 * 1000;
 
 fn key_state(key: &ApiKey) -> Value {
     json!({

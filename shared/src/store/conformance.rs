@@ -839,13 +839,13 @@ mod org_cases {
 }
 
 /// The API-key cases.
-mod key_cases {
+pub(super) mod key_cases {
     use super::orgs::*;
     use super::*;
     use crate::auth::ApiKeySecret;
     use crate::domain::{ApiKey, ApiKeyId, OrgId, PageRequest};
 
-    fn new_key(org: &OrgId, name: &str) -> (ApiKey, ApiKeySecret) {
+    pub(in crate::store) fn new_key(org: &OrgId, name: &str) -> (ApiKey, ApiKeySecret) {
         let secret = ApiKeySecret::generate();
         let key = ApiKey {
             id: ApiKeyId::generate(),
@@ -1405,6 +1405,8 @@ every_backend!(
 );
 
 // Suites of later parts of the store, on the same macros and backends.
+#[path = "conformance_api_keys.rs"]
+mod api_keys_suite;
 #[path = "conformance_one_time.rs"]
 mod one_time_suite;
 #[path = "conformance_teams.rs"]

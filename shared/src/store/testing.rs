@@ -54,10 +54,32 @@ pub async fn aws_endpoint() -> (String, aws_config::SdkConfig) {
 
 /// A new table on the test DynamoDB endpoint.
 pub async fn dynamodb() -> Arc<dyn Store> {
+    dynamodb_table().await.0
+}
+
+/// A new table on the test DynamoDB endpoint, and its name (to arm faults on it).
+pub async fn dynamodb_table() -> (Arc<dyn Store>, String) {
     let (endpoint, config) = aws_endpoint().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), namespace());
+    let table = namespace();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
     store.create_table_if_missing().await.unwrap_or_else(|err| {
         panic!("DynamoDB endpoint {endpoint} is required (run infra/services.sh): {err:#}")
     });
-    Arc::new(store)
+    (Arc::new(store), table)
+}
+
+/// Makes the test DynamoDB endpoint (`infra/moto_server.py`) cancel the next `count`
+/// TransactWriteItems on `table` with `TransactionConflict`, as real DynamoDB does when a
+/// concurrent write touches one of their items.
+pub async fn arm_transaction_conflicts(table: &str, count: u32) {
+    let (endpoint, _) = aws_endpoint().await;
+    let armed = reqwest::Client::new()
+        .post(format!("{endpoint}/_meterline/transaction-conflicts"))
+        .json(&serde_json::json!({"table": table, "count": count}))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    if let Err(err) = armed {
+        panic!("{endpoint} must be infra/moto_server.py (run infra/services.sh): {err}");
+    }
 }

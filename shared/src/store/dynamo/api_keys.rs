@@ -18,6 +18,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
+/// How many times a revocation cancelled by a concurrent write is tried (10 ms, 20 ms, ...
+/// apart): a touch holds its item for milliseconds, so more means the store is in trouble.
+const REVOKE_ATTEMPTS: u32 = 5;
+
 pub(super) fn key_sk(key: &ApiKeyId) -> String {
     format!("KEY#{key}")
 }
@@ -173,6 +177,10 @@ impl ApiKeyStore for DynamoStore {
             .transpose()
     }
 
+    /// A cancelled transaction is re-read, never taken for "already revoked": it may have
+    /// lost to a concurrent `last_used_at` touch (`TransactionConflict`), and then the key is
+    /// still live. The item as read decides; the write is retried a few times, and a key that
+    /// still cannot be revoked is an error (503), never a 204.
     #[tracing::instrument(skip_all, fields(org_id = %org, key_id = %api_key))]
     async fn revoke_api_key(
         &self,
@@ -181,32 +189,40 @@ impl ApiKeyStore for DynamoStore {
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> StoreResult<Revoked> {
-        let Some(listing) = self.get(org_pk(org), &key_sk(api_key)).await? else {
-            return Ok(Revoked::NotFound);
-        };
-        if listing.contains_key("revoked_at") {
-            return Ok(Revoked::Already);
+        for attempt in 0..REVOKE_ATTEMPTS {
+            let Some(listing) = self.get(org_pk(org), &key_sk(api_key)).await? else {
+                return Ok(Revoked::NotFound);
+            };
+            if listing.contains_key("revoked_at") {
+                return Ok(Revoked::Already);
+            }
+            let hash = ApiKeyHash::from_stored(get_s(&listing, "hash")?.to_owned());
+            let mut steps = vec![
+                self.revoke_step(org_pk(org), &key_sk(api_key), at)?,
+                self.revoke_step(lookup_pk(&hash), "APIKEY", at)?,
+                self.put_step(super::orgs::audit_item(audit), None)?,
+            ];
+            if let Some(team) = key_from_item(&listing)?.team_id {
+                steps.push(self.team_key_count_step(org, &team, -1)?);
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(steps))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Revoked::Now),
+                Err(err) if super::orgs::is_cancellation(&err) => {
+                    tracing::info!(attempt, "key revocation cancelled; re-reading the key");
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+                }
+                Err(err) => return Err(sdk_error(err)),
+            }
         }
-        let hash = ApiKeyHash::from_stored(get_s(&listing, "hash")?.to_owned());
-        let mut steps = vec![
-            self.revoke_step(org_pk(org), &key_sk(api_key), at)?,
-            self.revoke_step(lookup_pk(&hash), "APIKEY", at)?,
-            self.put_step(super::orgs::audit_item(audit), None)?,
-        ];
-        if let Some(team) = key_from_item(&listing)?.team_id {
-            steps.push(self.team_key_count_step(org, &team, -1)?);
-        }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(steps))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Revoked::Now),
-            Err(err) if super::orgs::is_cancellation(&err) => Ok(Revoked::Already),
-            Err(err) => Err(sdk_error(err)),
-        }
+        Err(StoreError::Unavailable(anyhow::anyhow!(
+            "the key's revocation was cancelled {REVOKE_ATTEMPTS} times"
+        )))
     }
 
     async fn touch_api_key(

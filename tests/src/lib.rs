@@ -488,6 +488,11 @@ impl PrivateRedis {
 
     /// EVALSHA calls so far, from `INFO commandstats`.
     pub async fn script_calls(&self) -> u64 {
+        self.command_calls("evalsha").await
+    }
+
+    /// Calls of `command` (lowercase, e.g. `ping`) so far, from `INFO commandstats`.
+    pub async fn command_calls(&self, command: &str) -> u64 {
         let client = redis::Client::open(self.url()).expect("url");
         let mut connection = client
             .get_multiplexed_async_connection()
@@ -498,8 +503,9 @@ impl PrivateRedis {
             .query_async(&mut connection)
             .await
             .expect("info");
+        let prefix = format!("cmdstat_{command}:calls=");
         info.lines()
-            .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
             .and_then(|rest| rest.split(',').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)

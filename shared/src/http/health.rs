@@ -1,5 +1,10 @@
 //! Health endpoints: `/health` says the function runs; `/v1/health` checks each backend and
 //! answers 503 when one is down, so a load balancer or an operator sees which.
+//!
+//! `/v1/health` needs no credentials, so its backend checks are shared: one round of pings
+//! serves every request for [`HEALTH_TTL`], and requests arriving during a round wait for it
+//! instead of starting their own. A flood of health requests costs the backends at most one
+//! round a second per instance.
 
 use crate::state::AppState;
 use axum::Router;
@@ -7,15 +12,33 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Serialize;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 use utoipa::ToSchema;
+
+/// How long one round of backend checks answers `/v1/health`.
+pub const HEALTH_TTL: Duration = Duration::from_secs(1);
+
+/// The last round of checks and when it was made.
+type LastRound = Mutex<Option<(Instant, Arc<(StatusCode, HealthReport)>)>>;
+
+/// The state of the health routes: the app, and the last round of checks.
+#[derive(Clone)]
+pub struct Health {
+    state: AppState,
+    last: Arc<LastRound>,
+}
 
 /// The two health routes.
 pub(super) fn routes(state: AppState) -> Router {
     Router::new()
         .route("/health", get(alive))
         .route("/v1/health", get(backends))
-        .with_state(state)
+        .with_state(Health {
+            state,
+            last: Arc::default(),
+        })
 }
 
 /// `/health`'s answer.
@@ -34,7 +57,7 @@ pub async fn alive() -> axum::Json<Alive> {
 }
 
 /// One backend's check in `/v1/health`.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct BackendCheck {
     /// Which implementation answered, e.g. `postgres`, `redis`, `sqs`.
     pub backend: String,
@@ -45,7 +68,7 @@ pub struct BackendCheck {
 }
 
 /// The three backends `/v1/health` pings.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct BackendChecks {
     /// The state store.
     pub store: BackendCheck,
@@ -56,7 +79,7 @@ pub struct BackendChecks {
 }
 
 /// `/v1/health`'s answer.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct HealthReport {
     /// `ok` when every backend is up, else `degraded`.
     pub status: &'static str,
@@ -84,13 +107,31 @@ async fn probe<E: std::fmt::Debug>(
     (report, result.is_ok())
 }
 
-/// Pings each backend, so an operator or load balancer sees which one is down.
+/// Pings each backend, so an operator or load balancer sees which one is down; a round of
+/// checks younger than [`HEALTH_TTL`] answers instead.
 #[utoipa::path(get, path = "/v1/health", tag = "health", operation_id = "health_backends",
     responses(
         (status = 200, description = "Every backend answers", body = HealthReport),
         (status = 503, description = "At least one backend is down", body = HealthReport),
     ))]
-pub async fn backends(State(state): State<AppState>) -> (StatusCode, axum::Json<HealthReport>) {
+pub async fn backends(State(health): State<Health>) -> (StatusCode, axum::Json<HealthReport>) {
+    // Held across the round, so concurrent requests wait for it rather than ping again.
+    let mut last = health.last.lock().await;
+    let round = match last.as_ref() {
+        Some((at, round)) if at.elapsed() < HEALTH_TTL => Arc::clone(round),
+        _ => {
+            let round = Arc::new(check_backends(&health.state).await);
+            *last = Some((Instant::now(), Arc::clone(&round)));
+            round
+        }
+    };
+    drop(last);
+    let (status, report) = &*round;
+    (*status, axum::Json(report.clone()))
+}
+
+/// One round of checks: every backend pinged at once.
+async fn check_backends(state: &AppState) -> (StatusCode, HealthReport) {
     let sink = state.metering.sink();
     let ((store, store_up), (limiter, limiter_up), (queue, queue_up)) = tokio::join!(
         probe(state.store.backend(), state.store.ping()),
@@ -111,5 +152,5 @@ pub async fn backends(State(state): State<AppState>) -> (StatusCode, axum::Json<
             queue,
         },
     };
-    (status, axum::Json(report))
+    (status, report)
 }

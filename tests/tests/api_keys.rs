@@ -215,3 +215,71 @@ async fn keys_are_created_listed_and_revoked(backend: meterline_e2e::Backend) {
 }
 
 meterline_e2e::on_every_backend!(keys_are_created_listed_and_revoked);
+
+/// A 204 means the key is revoked in the store. DynamoDB cancels a revocation that collides
+/// with a concurrent write (the key's `last_used_at` touch); the test endpoint cancels the
+/// first two attempts that way, then every attempt: the first revoke retries and lands (the
+/// key is refused at once), and a revoke that cannot land answers 503 over a key that still
+/// works, never 204.
+#[tokio::test]
+async fn dynamodb_a_revoke_answers_204_only_when_the_key_is_revoked() {
+    use meterline::store::testing;
+    let (store, table) = testing::dynamodb_table().await;
+    let server = Server::start_over(
+        store,
+        &[],
+        std::sync::Arc::new(meterline::ratelimit::LocalLimiter::new()),
+        None,
+    )
+    .await;
+    let verify = |key: String| {
+        let server = &server;
+        async move {
+            server
+                .metered("/v1/verify", Some(&key), json!({"meter": "tokens"}))
+                .await
+                .status
+        }
+    };
+    let doomed = server.keyed(json!({"name": "doomed"})).await;
+    let stubborn = server.keyed(json!({"name": "stubborn"})).await;
+    assert_eq!(verify(doomed.key.clone()).await, StatusCode::OK);
+    assert_eq!(verify(stubborn.key.clone()).await, StatusCode::OK);
+
+    testing::arm_transaction_conflicts(&table, 2).await;
+    let path = format!("/v1/orgs/{}/api-keys/{}", doomed.org, doomed.key_id);
+    let revoked = call(
+        &server,
+        Method::DELETE,
+        &path,
+        &doomed.owner.token,
+        json!(null),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+    assert_eq!(verify(doomed.key.clone()).await, StatusCode::UNAUTHORIZED);
+
+    testing::arm_transaction_conflicts(&table, 100).await;
+    let path = format!("/v1/orgs/{}/api-keys/{}", stubborn.org, stubborn.key_id);
+    let refused = call(
+        &server,
+        Method::DELETE,
+        &path,
+        &stubborn.owner.token,
+        json!(null),
+    )
+    .await;
+    testing::arm_transaction_conflicts(&table, 0).await;
+    refused.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert_eq!(verify(stubborn.key.clone()).await, StatusCode::OK);
+    let revoked = call(
+        &server,
+        Method::DELETE,
+        &path,
+        &stubborn.owner.token,
+        json!(null),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+    assert_eq!(verify(stubborn.key).await, StatusCode::UNAUTHORIZED);
+}

@@ -7,11 +7,13 @@ mod api_key;
 mod audit;
 mod email;
 mod ids;
+mod invitation;
 mod invoice;
 mod org;
 mod page;
 mod password;
 mod plan;
+mod security_event;
 mod team;
 mod usage;
 mod user;
@@ -19,7 +21,12 @@ mod user;
 pub use api_key::ApiKey;
 pub use audit::{AuditEntry, AuditOrigin};
 pub use email::Email;
-pub use ids::{ApiKeyId, AuditEntryId, OrgId, SessionId, TeamId, TokenId, UserId};
+pub use ids::{
+    ApiKeyId, AuditEntryId, InvitationId, OrgId, SecurityEventId, SessionId, TeamId, TokenId,
+    UserId,
+};
+pub use invitation::{INVITATION_TTL_DAYS, Invitation, InvitationStatus};
+pub use security_event::SecurityEvent;
 pub use invoice::compute_invoice;
 pub use org::{
     Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,

@@ -199,7 +199,9 @@ async fn owners_subscribe_change_and_cancel(backend: Backend) {
     let f = Fixture::new(backend).await;
     let member = f.server.account().await;
     let stranger = f.server.account().await;
-    f.server.add_member(&f.owner, &f.org, &member, "admin").await;
+    f.server
+        .add_member(&f.owner, &f.org, &member, "admin")
+        .await;
 
     let current = f
         .call(

@@ -80,7 +80,15 @@ async fn adding_a_non_member_invites_them_and_membership_starts_on_accept(backen
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["email", "expires_at", "id", "org_id", "org_name", "role", "status"]
+        [
+            "email",
+            "expires_at",
+            "id",
+            "org_id",
+            "org_name",
+            "role",
+            "status"
+        ]
     );
     assert_eq!(invitation["org_id"], org.as_str());
     assert_eq!(invitation["org_name"], "Acme");
@@ -101,11 +109,17 @@ async fn adding_a_non_member_invites_them_and_membership_starts_on_accept(backen
 
     // Not a member until they accept: the org is invisible to them, the list does not hold them.
     let members = format!("/v1/orgs/{org}/members");
-    assert_eq!(member_ids(&get(&server, &owner, &members).await), [owner.id.as_str()]);
+    assert_eq!(
+        member_ids(&get(&server, &owner, &members).await),
+        [owner.id.as_str()]
+    );
     get(&server, &invitee, &format!("/v1/orgs/{org}"))
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(server.me(&invitee.token).await.body["memberships"], json!([]));
+    assert_eq!(
+        server.me(&invitee.token).await.body["memberships"],
+        json!([])
+    );
     let pending = get(&server, &owner, &format!("/v1/orgs/{org}/invitations")).await;
     assert_eq!(ids(&pending), [id.as_str()]);
     assert_eq!(pending.body["data"][0]["status"], "pending");
@@ -158,9 +172,7 @@ async fn adding_a_non_member_invites_them_and_membership_starts_on_accept(backen
     );
 }
 
-async fn an_address_without_an_account_is_invited_alike_and_sees_it_after_signup(
-    backend: Backend,
-) {
+async fn an_address_without_an_account_is_invited_alike_and_sees_it_after_signup(backend: Backend) {
     let server = Server::start(backend).await;
     let owner = server.account().await;
     let org = server.org(&owner, "Acme").await;
@@ -182,7 +194,10 @@ async fn an_address_without_an_account_is_invited_alike_and_sees_it_after_signup
     )
     .await;
     // The same answer: nothing tells whether an address has an account.
-    assert_eq!((a.status, b.status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED)
+    );
     let shape = |reply: &Reply| {
         let mut invitation = reply.body["invitation"].clone();
         for field in ["id", "email", "expires_at"] {
@@ -282,9 +297,13 @@ async fn another_tenant_can_neither_revoke_nor_accept_an_invitation(backend: Bac
         .await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
     }
-    get(&server, &other_owner, &format!("/v1/orgs/{org}/invitations"))
-        .await
-        .assert_problem(StatusCode::NOT_FOUND, "not_found");
+    get(
+        &server,
+        &other_owner,
+        &format!("/v1/orgs/{org}/invitations"),
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not_found");
     // Someone else, verified, cannot accept, decline or see an invitation not to them.
     let someone = server.account().await;
     server.verify_email(&someone).await;
@@ -357,8 +376,14 @@ async fn an_admin_cannot_invite_an_owner(backend: Backend) {
     revoke(&member, &by_admin)
         .await
         .assert_problem(StatusCode::FORBIDDEN, "forbidden");
-    assert_eq!(revoke(&admin, &by_admin).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(revoke(&owner, &to_owner).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        revoke(&admin, &by_admin).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        revoke(&owner, &to_owner).await.status,
+        StatusCode::NO_CONTENT
+    );
     revoke(&owner, &to_owner)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "invitation_not_found");
@@ -446,14 +471,25 @@ async fn a_password_change_is_in_the_security_log_not_in_the_org_audit_log(backe
         .expect("the change is in the member's own log");
     assert_eq!(event["ip"], "127.0.0.1");
     assert_eq!(event["user_agent"], "SecretBrowser/1.0");
-    assert!(event["id"].as_str().is_some_and(|id| id.starts_with("sev_")));
+    assert!(
+        event["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("sev_"))
+    );
     assert!(event["at"].is_string() && event["request_id"].is_string());
     // Not in the org's log, and not in anyone else's security log.
-    let audit = get(&server, &owner, &format!("/v1/orgs/{org}/audit-log?limit=100")).await;
+    let audit = get(
+        &server,
+        &owner,
+        &format!("/v1/orgs/{org}/audit-log?limit=100"),
+    )
+    .await;
     let entries = audit.body["data"].as_array().expect("entries");
     assert!(
-        entries.iter().all(|e| e["action"] != "user.password_changed"
-            && e["user_agent"] != "SecretBrowser/1.0"),
+        entries
+            .iter()
+            .all(|e| e["action"] != "user.password_changed"
+                && e["user_agent"] != "SecretBrowser/1.0"),
         "{}",
         audit.body
     );

@@ -26,7 +26,6 @@ pub use ids::{
     UserId,
 };
 pub use invitation::{INVITATION_TTL_DAYS, Invitation, InvitationStatus};
-pub use security_event::SecurityEvent;
 pub use invoice::compute_invoice;
 pub use org::{
     Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,
@@ -38,6 +37,7 @@ pub use plan::{
     ANY_METER, Invoice, InvoiceLine, MAX_PRICE_CENTS, Plan, PlanId, PlanSpan, PlanTerms,
     Subscription, SubscriptionStatus, Tier, billing_period,
 };
+pub use security_event::SecurityEvent;
 pub use team::{Team, TeamCreated, TeamDeleted, TeamMember, TeamMemberAdded, TeamName};
 pub use usage::{
     CounterKey, DEFAULT_METER, Granularity, UsageEvent, UsagePoint, parse_event_id, parse_meter,

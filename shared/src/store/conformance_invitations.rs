@@ -5,9 +5,7 @@ use super::open;
 mod cases {
     use super::super::orgs::{audit, created, membership};
     use super::super::{now, signed_up};
-    use crate::domain::{
-        AuditOrigin, Invitation, Org, PageRequest, Role, SecurityEvent, UserId,
-    };
+    use crate::domain::{AuditOrigin, Invitation, Org, PageRequest, Role, SecurityEvent, UserId};
     use crate::store::{Store, StoreError, UserRecord};
     use std::sync::Arc;
 
@@ -38,11 +36,21 @@ mod cases {
 
         let read = |found: Option<Invitation>| found.expect("found");
         assert_eq!(
-            read(store.org_invitation(&org.id, &first.id).await.expect("read")),
+            read(
+                store
+                    .org_invitation(&org.id, &first.id)
+                    .await
+                    .expect("read")
+            ),
             first
         );
         assert_eq!(
-            read(store.invitation_to(&ann.user.email, &first.id).await.expect("read")),
+            read(
+                store
+                    .invitation_to(&ann.user.email, &first.id)
+                    .await
+                    .expect("read")
+            ),
             first
         );
         assert_eq!(
@@ -55,9 +63,18 @@ mod cases {
             first
         );
         // Another org's id, or someone else's, is not found.
-        assert_eq!(store.org_invitation(&other.id, &first.id).await.expect("read"), None);
         assert_eq!(
-            store.invitation_to(&bob.user.email, &first.id).await.expect("read"),
+            store
+                .org_invitation(&other.id, &first.id)
+                .await
+                .expect("read"),
+            None
+        );
+        assert_eq!(
+            store
+                .invitation_to(&bob.user.email, &first.id)
+                .await
+                .expect("read"),
             None
         );
         assert_eq!(
@@ -72,10 +89,10 @@ mod cases {
             .org_invitations(&org.id, &PageRequest::first(1))
             .await
             .expect("list");
-        assert_eq!(page.items, [second.clone()]);
+        assert_eq!(page.items, std::slice::from_ref(&second));
         let next = page.next(1).expect("a second page");
         let rest = store.org_invitations(&org.id, &next).await.expect("list");
-        assert_eq!(rest.items, [first.clone()]);
+        assert_eq!(rest.items, std::slice::from_ref(&first));
         assert_eq!(rest.next_cursor, None);
         let to_ann = store
             .invitations_to(&ann.user.email, &PageRequest::first(10))
@@ -87,7 +104,10 @@ mod cases {
             .await
             .expect("log");
         assert_eq!(
-            log.items.iter().filter(|e| e.action == "invitation.created").count(),
+            log.items
+                .iter()
+                .filter(|e| e.action == "invitation.created")
+                .count(),
             2
         );
     }
@@ -106,16 +126,25 @@ mod cases {
             )
             .await
             .expect("replace");
-        assert_eq!(store.org_invitation(&org.id, &first.id).await.expect("read"), None);
         assert_eq!(
-            store.invitation_to(&ann.user.email, &first.id).await.expect("read"),
+            store
+                .org_invitation(&org.id, &first.id)
+                .await
+                .expect("read"),
+            None
+        );
+        assert_eq!(
+            store
+                .invitation_to(&ann.user.email, &first.id)
+                .await
+                .expect("read"),
             None
         );
         let listed = store
             .invitations_to(&ann.user.email, &PageRequest::first(10))
             .await
             .expect("list");
-        assert_eq!(listed.items, [second.clone()]);
+        assert_eq!(listed.items, std::slice::from_ref(&second));
         // Replacing one that is gone changes nothing.
         let third = invitation(&org, &ann, Role::Member, &owner.user.id);
         let stale = store
@@ -126,7 +155,13 @@ mod cases {
             )
             .await;
         assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
-        assert_eq!(store.org_invitation(&org.id, &third.id).await.expect("read"), None);
+        assert_eq!(
+            store
+                .org_invitation(&org.id, &third.id)
+                .await
+                .expect("read"),
+            None
+        );
         assert_eq!(
             store
                 .invitation_of_org_to(&org.id, &ann.user.email)
@@ -166,9 +201,15 @@ mod cases {
             .expect("read")
             .expect("a member");
         assert_eq!(member.role, Role::Owner);
-        assert_eq!(store.org_invitation(&org.id, &made.id).await.expect("read"), None);
         assert_eq!(
-            store.invitation_to(&ann.user.email, &made.id).await.expect("read"),
+            store.org_invitation(&org.id, &made.id).await.expect("read"),
+            None
+        );
+        assert_eq!(
+            store
+                .invitation_to(&ann.user.email, &made.id)
+                .await
+                .expect("read"),
             None
         );
         let (_, role) = store
@@ -194,19 +235,35 @@ mod cases {
         let org = created(&*store, &owner, "Acme").await;
         let made = invited(&*store, &org, &ann, Role::Member).await;
         let entry = || audit(&org.id, &ann.user.id, "invitation.declined");
-        assert!(store.delete_invitation(&made, &entry()).await.expect("delete"));
-        assert!(!store.delete_invitation(&made, &entry()).await.expect("again"));
+        assert!(
+            store
+                .delete_invitation(&made, &entry())
+                .await
+                .expect("delete")
+        );
+        assert!(
+            !store
+                .delete_invitation(&made, &entry())
+                .await
+                .expect("again")
+        );
         let spent = store
             .accept_invitation(&made, &membership(&org.id, &ann, Role::Member), &entry())
             .await;
         assert!(matches!(spent, Err(StoreError::Conflict)), "{spent:?}");
-        assert_eq!(store.member(&org.id, &ann.user.id).await.expect("read"), None);
+        assert_eq!(
+            store.member(&org.id, &ann.user.id).await.expect("read"),
+            None
+        );
         let log = store
             .audit_log(&org.id, &PageRequest::first(10))
             .await
             .expect("log");
         assert_eq!(
-            log.items.iter().filter(|e| e.action == "invitation.declined").count(),
+            log.items
+                .iter()
+                .filter(|e| e.action == "invitation.declined")
+                .count(),
             1
         );
     }
@@ -220,7 +277,10 @@ mod cases {
             .delete_org(&org.id, &audit(&org.id, &owner.user.id, "org.deleted"))
             .await
             .expect("delete org");
-        assert_eq!(store.org_invitation(&org.id, &made.id).await.expect("read"), None);
+        assert_eq!(
+            store.org_invitation(&org.id, &made.id).await.expect("read"),
+            None
+        );
         let listed = store
             .invitations_to(&ann.user.email, &PageRequest::first(10))
             .await

@@ -76,7 +76,10 @@ fn items_page(items: &[Item], limit: u32) -> StoreResult<Page<Invitation>> {
 impl DynamoStore {
     /// The two deletes of an invitation; the org's side must exist, so of racing spenders one
     /// wins.
-    fn delete_invitation_steps(&self, invitation: &Invitation) -> StoreResult<[TransactWriteItem; 2]> {
+    fn delete_invitation_steps(
+        &self,
+        invitation: &Invitation,
+    ) -> StoreResult<[TransactWriteItem; 2]> {
         let sk = invitation_sk(&invitation.id);
         let org_side = Delete::builder()
             .table_name(&self.table)
@@ -215,7 +218,9 @@ impl InvitationStore for DynamoStore {
         email: &Email,
         page: &PageRequest,
     ) -> StoreResult<Page<Invitation>> {
-        let items = self.query_page(invitee_pk(email), PREFIX, page, true).await?;
+        let items = self
+            .query_page(invitee_pk(email), PREFIX, page, true)
+            .await?;
         items_page(&items, page.limit)
     }
 
@@ -231,7 +236,10 @@ impl InvitationStore for DynamoStore {
             Ok(()) => Ok(true),
             Err(StoreError::Conflict) => {
                 // Gone (false), or a concurrent write to it (retryable).
-                match self.org_invitation(&invitation.org_id, &invitation.id).await? {
+                match self
+                    .org_invitation(&invitation.org_id, &invitation.id)
+                    .await?
+                {
                     None => Ok(false),
                     Some(_) => Err(StoreError::Conflict),
                 }
@@ -250,10 +258,9 @@ impl InvitationStore for DynamoStore {
         let mut steps = self.delete_invitation_steps(invitation)?.to_vec();
         steps.push(self.put_step(member_item(membership), Some("attribute_not_exists(pk)"))?);
         steps.push(self.put_step(user_side_item(membership), None)?);
-        steps.push(self.owner_count_step(
-            &membership.org_id,
-            owner_delta(None, Some(membership.role)),
-        )?);
+        steps.push(
+            self.owner_count_step(&membership.org_id, owner_delta(None, Some(membership.role)))?,
+        );
         steps.push(self.put_step(audit_item(audit), None)?);
         self.invitation_transaction(steps).await
     }

@@ -164,7 +164,11 @@ pub(super) fn is_cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> 
 
 impl DynamoStore {
     /// The step that moves the org's owner count: down only while another owner remains.
-    pub(super) fn owner_count_step(&self, org: &OrgId, delta: i64) -> StoreResult<TransactWriteItem> {
+    pub(super) fn owner_count_step(
+        &self,
+        org: &OrgId,
+        delta: i64,
+    ) -> StoreResult<TransactWriteItem> {
         let org_key = Some(key(org_pk(org), "ORG"));
         if delta == 0 {
             let check = ConditionCheck::builder()

@@ -1,4 +1,5 @@
-//! The organizations endpoint group (`/v1/orgs/*`): orgs, members and roles, the audit log.
+//! The organizations endpoint group (`/v1/orgs/*`): orgs, members and roles, invitations, the
+//! audit log.
 //! The rules live in [`meterline::orgs::Orgs`]; this crate maps HTTP onto them.
 
 use axum::Router;

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod invitations;
 pub mod lambda;
 pub mod mail;
 pub mod metering;

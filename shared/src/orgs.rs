@@ -4,8 +4,8 @@
 
 use crate::clock::Clock;
 use crate::domain::{
-    AuditEntry, AuditOrigin, Denied, Email, MAX_PAGE_SIZE, Membership, Org, OrgAction, OrgId,
-    OrgName, Page, PageRequest, Role, UserId, authorize,
+    AuditEntry, AuditOrigin, Denied, MAX_PAGE_SIZE, Membership, Org, OrgAction, OrgId, OrgName,
+    Page, PageRequest, Role, SecurityEvent, UserId, authorize,
 };
 use crate::ratelimit::Limiter;
 use crate::store::{Store, StoreError};
@@ -34,15 +34,6 @@ pub enum OrgError {
     /// The store refused or failed (last owner, conflict, outage).
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Whether a member was added or an existing one re-roled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberChange {
-    /// A new member (201).
-    Added,
-    /// An existing member's role changed, or was already the one asked for (200).
-    Updated,
 }
 
 /// The tenancy service. Cheap to clone.
@@ -237,72 +228,49 @@ impl Orgs {
         Ok(self.store.members(&org.id, page).await?)
     }
 
-    /// Adds the account with `email` as `role`, or changes its role if it is a member already.
-    #[tracing::instrument(skip_all, fields(user_id = %caller, org_id = %org))]
-    pub async fn put_member(
+    /// Changes the role of `current`, a member of `org`, to `role`, as a caller whose role there
+    /// is `actor_role` (read by [`Orgs::load`]). Adding someone who is not a member is an
+    /// invitation instead: see [`crate::invitations::Invitations::add_member`].
+    #[tracing::instrument(skip_all, fields(user_id = %caller, org_id = %org.id))]
+    pub async fn change_role(
         &self,
         caller: &UserId,
-        org: &str,
-        email: &Email,
+        org: &Org,
+        actor_role: Role,
+        current: Membership,
         role: Role,
         origin: &AuditOrigin,
-    ) -> Result<(Membership, MemberChange), OrgError> {
-        let (org, actor_role) = self.load(caller, org, OrgAction::ViewMembers).await?;
-        let target = self
-            .store
-            .user_by_email(email)
-            .await?
-            .ok_or(OrgError::UserNotFound)?
-            .user;
-        let existing = self.store.member(&org.id, &target.id).await?;
-        let now = self.now();
-        let (action, previous, change) = match &existing {
-            None => (OrgAction::AddMember(role), None, MemberChange::Added),
-            Some(current) => (
-                OrgAction::ChangeRole {
-                    from: current.role,
-                    to: role,
-                },
-                Some(current.role),
-                MemberChange::Updated,
-            ),
-        };
-        authorize(actor_role, action)?;
-        if let Some(current) = existing.filter(|current| current.role == role) {
-            return Ok((current, MemberChange::Updated));
+    ) -> Result<Membership, OrgError> {
+        authorize(
+            actor_role,
+            OrgAction::ChangeRole {
+                from: current.role,
+                to: role,
+            },
+        )?;
+        if current.role == role {
+            return Ok(current);
         }
         let membership = Membership {
-            org_id: org.id.clone(),
-            user_id: target.id.clone(),
-            email: target.email,
             role,
-            joined_at: now,
+            ..current.clone()
         };
-        let (name, before) = match previous {
-            None => ("member.added", None),
-            Some(previous) => (
-                "member.role_changed",
-                Some(member_state(&Membership {
-                    role: previous,
-                    ..membership.clone()
-                })),
-            ),
-        };
-        let audit = AuditEntry::new(&org.id, caller, name, target.id.as_str(), origin, now)
-            .change(before, Some(member_state(&membership)));
+        let audit = AuditEntry::new(
+            &org.id,
+            caller,
+            "member.role_changed",
+            current.user_id.as_str(),
+            origin,
+            self.now(),
+        )
+        .change(
+            Some(member_state(&current)),
+            Some(member_state(&membership)),
+        );
         self.store
-            .set_member_role(&membership, previous, &audit)
+            .set_member_role(&membership, Some(current.role), &audit)
             .await?;
-        // A re-roled member keeps the date they joined.
-        let membership = match previous {
-            Some(_) => self
-                .store
-                .member(&org.id, &target.id)
-                .await?
-                .unwrap_or(membership),
-            None => membership,
-        };
-        Ok((membership, change))
+        Ok(membership)
     }
 
     /// Removes a member: owners and admins remove others (only owners remove owners); anyone
@@ -343,31 +311,27 @@ impl Orgs {
         Ok(())
     }
 
-    /// Records a change to the caller's own account (e.g. `user.password_changed`) in the
-    /// audit log of every org they belong to, so each org's admins see it.
+    /// Records a change to the caller's own account (e.g. `user.password_changed`) in their
+    /// own security log, with the IP and User-Agent it came from. Never in an org's audit log:
+    /// an org's admins have no business seeing a member's addresses and browsers.
     pub async fn record_account_event(
         &self,
         caller: &UserId,
         action: &str,
         origin: &AuditOrigin,
     ) -> Result<(), OrgError> {
-        let now = self.now();
-        let mut entries = Vec::new();
-        let mut page = PageRequest::first(MAX_PAGE_SIZE);
-        loop {
-            let orgs = self.store.orgs_of_user(caller, &page).await?;
-            entries.extend(orgs.items.iter().map(|(org, _)| {
-                AuditEntry::new(&org.id, caller, action, caller.as_str(), origin, now)
-            }));
-            match orgs.next(MAX_PAGE_SIZE) {
-                Some(next) => page = next,
-                None => break,
-            }
-        }
-        if !entries.is_empty() {
-            self.store.append_audit(&entries).await?;
-        }
+        let event = SecurityEvent::new(caller, action, origin, self.now());
+        self.store.append_security_event(&event).await?;
         Ok(())
+    }
+
+    /// The caller's own security log, newest first.
+    pub async fn security_log(
+        &self,
+        caller: &UserId,
+        page: &PageRequest,
+    ) -> Result<Page<SecurityEvent>, OrgError> {
+        Ok(self.store.security_log(caller, page).await?)
     }
 
     /// The audit log, newest first (owners and admins).

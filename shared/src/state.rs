@@ -9,6 +9,7 @@ use crate::auth::{
 use crate::billing::{Billing, BillingPolicy, PlanBook};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::invitations::Invitations;
 use crate::mail::Postman;
 use crate::mail::templates::Branding;
 use crate::metering::{Metering, MeteringPolicy};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     /// Teams inside orgs.
     pub teams: Teams,
+    /// Invitations to orgs (membership only with the invitee's consent).
+    pub invitations: Invitations,
     /// Social login (OAuth 2.0 / OpenID Connect).
     pub oauth: OAuth,
     /// Rate limits, quotas and API-key revocation marks (Redis, or in-process).
@@ -176,6 +179,16 @@ impl AppState {
             },
         );
         let teams = Teams::new(Arc::clone(&store), orgs.clone(), Arc::clone(&clock));
+        let invitations = Invitations::new(
+            Arc::clone(&store),
+            orgs.clone(),
+            Postman::from_config(&config.mail),
+            Branding {
+                app_name: config.mail.app_name.clone(),
+                app_url: config.mail.app_url.clone(),
+            },
+            Arc::clone(&clock),
+        );
         let oauth = OAuth::new(
             &config.oauth,
             Arc::clone(&store),
@@ -197,6 +210,7 @@ impl AppState {
             orgs,
             api_keys,
             teams,
+            invitations,
             oauth,
         })
     }

@@ -5,7 +5,7 @@ pub mod fake_oidc;
 pub mod faults;
 pub mod sqs;
 
-use meterline::clock::SystemClock;
+use meterline::clock::{Clock, SystemClock};
 use meterline::ratelimit::{Limiter, LocalLimiter};
 use meterline::store::{Store, testing};
 use meterline::usage::UsageSink;
@@ -91,6 +91,23 @@ impl Server {
         limiter: Arc<dyn Limiter>,
         sink: Option<Arc<dyn UsageSink>>,
     ) -> Self {
+        Self::start_timed(store, settings, limiter, sink, Arc::new(SystemClock)).await
+    }
+
+    /// A server on `backend` whose services read the time from `clock` (e.g. a
+    /// [`meterline::clock::ManualClock`], to let invitations expire without waiting).
+    pub async fn start_clocked(backend: Backend, clock: Arc<dyn Clock>) -> Self {
+        let limiter = Arc::new(LocalLimiter::new());
+        Self::start_timed(backend.store().await, &[], limiter, None, clock).await
+    }
+
+    async fn start_timed(
+        store: Arc<dyn Store>,
+        settings: &[(&str, &str)],
+        limiter: Arc<dyn Limiter>,
+        sink: Option<Arc<dyn UsageSink>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let outbox = std::env::temp_dir().join(format!(
             "meterline-outbox-{}",
             ulid::Ulid::new().to_string().to_lowercase()
@@ -103,8 +120,7 @@ impl Server {
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let outbox = std::path::PathBuf::from(&vars["MAIL_OUTBOX_DIR"]);
         let config = Config::from_vars(&vars).expect("test configuration is valid");
-        let state =
-            AppState::assemble(config, store, limiter, Arc::new(SystemClock)).expect("state");
+        let state = AppState::assemble(config, store, limiter, clock).expect("state");
         let state = match sink {
             Some(sink) => state.with_sink(sink),
             None => state,
@@ -380,6 +396,58 @@ impl Server {
         .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().expect("id").into()
+    }
+}
+
+impl Server {
+    /// Verifies `account`'s email with the link of its verification mail, as its owner would.
+    pub async fn verify_email(&self, account: &Account) {
+        let token = link_token(&self.last_mail(&account.email, "verify_email"));
+        let reply = call(
+            self,
+            Method::POST,
+            "/v1/auth/verify-email",
+            &account.token,
+            json!({ "token": token }),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "verify: {}", reply.body);
+    }
+
+    /// Invites `by` adding `email` to `org` as `role`, asserting the 202; returns the
+    /// invitation.
+    pub async fn invite(&self, by: &Account, org: &str, email: &str, role: &str) -> Value {
+        let reply = call(
+            self,
+            Method::POST,
+            &format!("/v1/orgs/{org}/members"),
+            &by.token,
+            json!({"email": email, "role": role}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "invite: {}", reply.body);
+        reply.body["invitation"].clone()
+    }
+
+    /// Makes `member` a member of `org` with `role` the only way there is: `by` invites
+    /// their address, they verify it (if not yet) and accept. Returns the invitation.
+    pub async fn add_member(&self, by: &Account, org: &str, member: &Account, role: &str) -> Value {
+        let invitation = self.invite(by, org, &member.email, role).await;
+        if self.me(&member.token).await.body["email_verified"] != true {
+            self.verify_email(member).await;
+        }
+        let id = invitation["id"].as_str().expect("invitation id");
+        let reply = call(
+            self,
+            Method::POST,
+            &format!("/v1/auth/me/invitations/{id}/accept"),
+            &member.token,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "accept: {}", reply.body);
+        assert_eq!(reply.body["role"], role);
+        invitation
     }
 }
 

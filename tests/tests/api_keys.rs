@@ -16,15 +16,7 @@ async fn keys_are_created_listed_and_revoked(backend: meterline_e2e::Backend) {
     let org = server.org(&owner, "Keyed").await;
     let other = server.org(&outsider, "Other").await;
     for (who, role) in [(&admin, "admin"), (&member, "member")] {
-        let added = call(
-            &server,
-            Method::POST,
-            &format!("/v1/orgs/{org}/members"),
-            &owner.token,
-            json!({"email": who.email, "role": role}),
-        )
-        .await;
-        assert_eq!(added.status, StatusCode::CREATED);
+        server.add_member(&owner, &org, who, role).await;
     }
     let keys = format!("/v1/orgs/{org}/api-keys");
 

@@ -199,15 +199,9 @@ async fn owners_subscribe_change_and_cancel(backend: Backend) {
     let f = Fixture::new(backend).await;
     let member = f.server.account().await;
     let stranger = f.server.account().await;
-    let added = f
-        .call(
-            &f.owner,
-            Method::POST,
-            &f.org_path("/members"),
-            json!({"email": member.email, "role": "admin"}),
-        )
+    f.server
+        .add_member(&f.owner, &f.org, &member, "admin")
         .await;
-    assert_eq!(added.status, StatusCode::CREATED);
 
     let current = f
         .call(

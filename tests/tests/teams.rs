@@ -48,15 +48,10 @@ impl Fixture {
             (&fixture.member, "member"),
             (&fixture.other_member, "member"),
         ] {
-            let reply = fixture
-                .call(
-                    &fixture.owner,
-                    Method::POST,
-                    "/members",
-                    json!({"email": who.email, "role": role}),
-                )
+            fixture
+                .server
+                .add_member(&fixture.owner, &fixture.org, who, role)
                 .await;
-            expect(&reply, StatusCode::CREATED, None);
         }
         fixture
     }
@@ -667,15 +662,7 @@ async fn leaving_the_org_leaves_its_teams(backend: Backend) {
     expect(&hidden, StatusCode::NOT_FOUND, Some("not_found"));
 
     // Coming back does not restore the team membership, nor its rights over team keys.
-    let back = f
-        .call(
-            owner,
-            Method::POST,
-            "/members",
-            json!({"email": member.email, "role": "member"}),
-        )
-        .await;
-    expect(&back, StatusCode::CREATED, None);
+    f.server.add_member(owner, &f.org, member, "member").await;
     assert!(f.team_members(owner, &core).await.is_empty());
     let refused = f.key(member, json!({"name": "x", "team_id": core})).await;
     expect(&refused, StatusCode::FORBIDDEN, Some("forbidden"));

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 mod lifecycle;
+mod me;
 mod oauth;
 
 #[derive(OpenApi)]
@@ -30,6 +31,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = Api::openapi();
     doc.merge(lifecycle::openapi());
     doc.merge(oauth::openapi());
+    doc.merge(me::openapi());
     doc
 }
 
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/password", post(change_password))
         .merge(lifecycle::routes())
         .merge(oauth::routes())
+        .merge(me::routes())
         .route_layer(middleware::from_fn_with_state(
             state.auth_ip_limit.clone(),
             throttle_by_ip,

@@ -1,4 +1,5 @@
-//! The organizations endpoint group (`/v1/orgs/*`): orgs, members and roles, the audit log.
+//! The organizations endpoint group (`/v1/orgs/*`): orgs, members and roles, invitations, the
+//! audit log.
 //! The rules live in [`meterline::orgs::Orgs`]; this crate maps HTTP onto them.
 
 use axum::Router;
@@ -13,10 +14,12 @@ use meterline::domain::{
     parse_rate_limit,
 };
 use meterline::http::{ApiError, Caller, Json, List, Origin, PageQuery, Paging, Path, Problem};
-use meterline::orgs::{MemberChange, Orgs};
+use meterline::invitations::{InvitationView, Invitations, MemberAdded};
+use meterline::orgs::Orgs;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+mod invitations;
 mod teams;
 
 #[derive(OpenApi)]
@@ -37,6 +40,7 @@ struct Api;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = Api::openapi();
     doc.merge(teams::openapi());
+    doc.merge(invitations::openapi());
     doc
 }
 
@@ -52,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orgs/{org}/members/{user}", delete(remove_member))
         .route("/v1/orgs/{org}/audit-log", get(audit_log))
         .merge(teams::routes())
+        .merge(invitations::routes())
         .with_state(state)
 }
 
@@ -240,19 +245,29 @@ async fn list_members(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutMember {
-    /// An existing account's email.
+    /// The address to invite, or a member's address to re-role.
     #[schema(format = "email")]
     email: String,
     #[schema(value_type = Role)]
     role: String,
 }
 
-/// Adds an account to the organization, or changes a member's role (owners and admins; only
-/// owners grant or take `owner`).
+/// The answer to adding someone who is not a member: the invitation mailed to them.
+#[derive(Serialize, ToSchema)]
+struct Invited {
+    invitation: InvitationView,
+}
+
+/// Invites an address to the organization, or changes a member's role (owners and admins;
+/// only owners grant or take `owner`). Nobody becomes a member without consent: anyone who is
+/// not a member is mailed an invitation (valid 7 days) and joins on accepting it at
+/// `POST /v1/auth/me/invitations/{id}/accept`. The 202 is the same whether or not the
+/// address has an account; a new invitation replaces the org's earlier one to that address.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members", tag = "orgs", security(("bearer" = [])),
     params(("org" = OrgId, Path, description = "The organization")), request_body = PutMember,
     responses(
-        (status = 201, description = "Added", body = MemberView),
+        (status = 202, description = "Invited: the invitation mailed to the address",
+            body = Invited),
         (status = 200, description = "The member's role changed", body = MemberView),
         (status = 403, description = "`forbidden`: the caller's role does not allow this",
             body = Problem, content_type = "application/problem+json"),
@@ -260,7 +275,7 @@ struct PutMember {
             content_type = "application/problem+json"),
     ))]
 async fn put_member(
-    State(orgs): State<Orgs>,
+    State(invitations): State<Invitations>,
     Caller(caller): Caller,
     Origin(origin): Origin,
     Path(org): Path<String>,
@@ -271,14 +286,21 @@ async fn put_member(
         let errors = [email.err(), role.err()].into_iter().flatten().collect();
         return Err(ApiError::invalid(errors));
     };
-    let (member, change) = orgs
-        .put_member(&caller.user_id, &org, &email, role, &origin)
+    let added = invitations
+        .add_member(&caller.user_id, &org, &email, role, &origin)
         .await?;
-    let status = match change {
-        MemberChange::Added => StatusCode::CREATED,
-        MemberChange::Updated => StatusCode::OK,
-    };
-    Ok((status, Json(MemberView::of(member))))
+    Ok(match added {
+        MemberAdded::Updated(member) => {
+            (StatusCode::OK, Json(MemberView::of(member))).into_response()
+        }
+        MemberAdded::Invited(invitation) => (
+            StatusCode::ACCEPTED,
+            Json(Invited {
+                invitation: InvitationView::of(invitation, invitations.now()),
+            }),
+        )
+            .into_response(),
+    })
 }
 
 /// Removes a member (owners and admins; members may remove themselves).

@@ -135,6 +135,16 @@ prefixed_id!(
     TeamId,
     "team"
 );
+prefixed_id!(
+    /// Names an invitation to join an organization.
+    InvitationId,
+    "inv"
+);
+prefixed_id!(
+    /// Names one entry of a user's own security log.
+    SecurityEventId,
+    "sev"
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,11 +7,13 @@ mod api_key;
 mod audit;
 mod email;
 mod ids;
+mod invitation;
 mod invoice;
 mod org;
 mod page;
 mod password;
 mod plan;
+mod security_event;
 mod team;
 mod usage;
 mod user;
@@ -19,7 +21,11 @@ mod user;
 pub use api_key::ApiKey;
 pub use audit::{AuditEntry, AuditOrigin};
 pub use email::Email;
-pub use ids::{ApiKeyId, AuditEntryId, OrgId, SessionId, TeamId, TokenId, UserId};
+pub use ids::{
+    ApiKeyId, AuditEntryId, InvitationId, OrgId, SecurityEventId, SessionId, TeamId, TokenId,
+    UserId,
+};
+pub use invitation::{INVITATION_TTL_DAYS, Invitation, InvitationStatus};
 pub use invoice::compute_invoice;
 pub use org::{
     Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,
@@ -31,6 +37,7 @@ pub use plan::{
     ANY_METER, Invoice, InvoiceLine, MAX_PRICE_CENTS, Plan, PlanId, PlanSpan, PlanTerms,
     Subscription, SubscriptionStatus, Tier, billing_period,
 };
+pub use security_event::SecurityEvent;
 pub use team::{Team, TeamCreated, TeamDeleted, TeamMember, TeamMemberAdded, TeamName};
 pub use usage::{
     CounterKey, DEFAULT_METER, Granularity, UsageEvent, UsagePoint, parse_event_id, parse_meter,

@@ -158,6 +158,46 @@ pub fn password_changed(brand: &Branding, to: Email, at: DateTime<Utc>) -> Messa
     }
 }
 
+/// An invitation to join an org: `{APP_URL}/invitations`, where the invitee (signed in with
+/// this address, or after signing up with it) accepts or declines. The org's name is the
+/// inviter's text, so it is escaped in HTML and nothing in the mail is a secret.
+pub fn invitation(
+    brand: &Branding,
+    to: Email,
+    org_name: &str,
+    role: &str,
+    expires_at: DateTime<Utc>,
+) -> Message {
+    let name = &brand.app_name;
+    let link = format!("{}/invitations", brand.app_url);
+    let until = expires_at.format("%Y-%m-%d %H:%M UTC");
+    Message {
+        subject: format!("You are invited to join {org_name} on {name}"),
+        text: format!(
+            "You are invited to join the organization \"{org_name}\" on {name} as {role}.\nTo accept or decline, sign in (or sign up) with this address ({to}) and open:\n\n{link}\n\nThe invitation expires at {until}. If you do not know this organization, ignore this mail: nothing happens unless you accept.\n\n— {name}\n"
+        ),
+        html: html(
+            brand,
+            &[
+                format!(
+                    "You are invited to join the organization &quot;{}&quot; on {} as {role}.",
+                    escape(org_name),
+                    escape(name)
+                ),
+                format!(
+                    "To accept or decline, sign in (or sign up) with this address and open <a href=\"{0}\">{0}</a>.",
+                    escape(&link)
+                ),
+                format!(
+                    "The invitation expires at {until}. If you do not know this organization, ignore this mail: nothing happens unless you accept."
+                ),
+            ],
+        ),
+        to,
+        kind: "invitation",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +219,20 @@ mod tests {
         let reset = password_reset(&brand, ann(), "t", Duration::from_secs(1800));
         assert!(reset.text.contains("/reset-password?token=t"));
         assert!(reset.text.contains("30 minutes"));
+    }
+
+    #[test]
+    fn an_invitation_names_the_org_escaped_in_html() {
+        let mail = invitation(
+            &Branding::default(),
+            ann(),
+            "<b>Acme</b>",
+            "admin",
+            Utc::now(),
+        );
+        assert_eq!(mail.kind, "invitation");
+        assert!(mail.text.contains("<b>Acme</b>") && mail.text.contains("/invitations"));
+        assert!(mail.html.contains("&lt;b&gt;Acme&lt;/b&gt;") && !mail.html.contains("<b>Acme"));
     }
 
     #[test]

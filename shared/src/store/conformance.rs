@@ -1407,6 +1407,8 @@ every_backend!(
 // Suites of later parts of the store, on the same macros and backends.
 #[path = "conformance_api_keys.rs"]
 mod api_keys_suite;
+#[path = "conformance_invitations.rs"]
+mod invitations_suite;
 #[path = "conformance_one_time.rs"]
 mod one_time_suite;
 #[path = "conformance_teams.rs"]

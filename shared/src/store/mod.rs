@@ -6,6 +6,7 @@
 mod api_keys;
 mod billing;
 pub mod dynamo;
+mod invitations;
 mod one_time;
 mod orgs;
 pub mod postgres;
@@ -21,6 +22,7 @@ mod conformance;
 pub use api_keys::{ApiKeyStore, Revoked};
 pub use billing::BillingStore;
 pub use dynamo::DynamoStore;
+pub use invitations::{InvitationStore, SecurityLogStore};
 pub use one_time::{OneTimeRecord, OneTimeStore, Purpose};
 pub use orgs::OrgStore;
 pub use sql::SqlStore;
@@ -126,6 +128,8 @@ pub trait Store:
     + BillingStore
     + TeamStore
     + OneTimeStore
+    + InvitationStore
+    + SecurityLogStore
     + Send
     + Sync
     + 'static

@@ -12,6 +12,9 @@
 //! | team (with `key_count`, see `teams.rs`) | `ORG#<org_id>` | `TEAM#<team_id>` |
 //! | team name claim (uniqueness) | `ORG#<org_id>` | `TEAMNAME#<lower-cased name>` |
 //! | team member | `ORG#<org_id>` | `TEAMMEMBER#<team_id>#<user_id>` |
+//! | invitation, the org's side | `ORG#<org_id>` | `INVITATION#<invitation_id>` |
+//! | invitation, the invitee's side | `INVITEE#<email>` | `INVITATION#<invitation_id>` |
+//! | security-log event | `USER#<user_id>` | `SECURITY#<event_id>` |
 //!
 //! Times are Unix milliseconds (`N`); items that only matter until a moment carry `ttl` (Unix
 //! seconds) so DynamoDB deletes them afterwards. Uniqueness and one-time use are conditional
@@ -38,6 +41,7 @@ use std::time::Duration;
 
 mod api_keys;
 mod billing;
+mod invitations;
 mod one_time;
 mod orgs;
 mod teams;

@@ -39,7 +39,7 @@ fn user_org_sk(org: &OrgId) -> String {
     format!("ORG#{org}")
 }
 
-fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+pub(super) fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> StoreError {
     StoreError::Backend(err.into())
 }
 
@@ -72,7 +72,7 @@ fn member_from_item(item: &Item) -> StoreResult<Membership> {
     })
 }
 
-fn member_item(m: &Membership) -> Item {
+pub(super) fn member_item(m: &Membership) -> Item {
     let mut item = key(org_pk(&m.org_id), &member_sk(&m.user_id));
     item.insert("org_id".into(), s(m.org_id.as_str()));
     item.insert("user_id".into(), s(m.user_id.as_str()));
@@ -82,7 +82,7 @@ fn member_item(m: &Membership) -> Item {
     item
 }
 
-fn user_side_item(m: &Membership) -> Item {
+pub(super) fn user_side_item(m: &Membership) -> Item {
     let mut item = key(user_pk(&m.user_id), &user_org_sk(&m.org_id));
     item.insert("org_id".into(), s(m.org_id.as_str()));
     item.insert("role".into(), s(m.role.as_str()));
@@ -164,7 +164,11 @@ pub(super) fn is_cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> 
 
 impl DynamoStore {
     /// The step that moves the org's owner count: down only while another owner remains.
-    fn owner_count_step(&self, org: &OrgId, delta: i64) -> StoreResult<TransactWriteItem> {
+    pub(super) fn owner_count_step(
+        &self,
+        org: &OrgId,
+        delta: i64,
+    ) -> StoreResult<TransactWriteItem> {
         let org_key = Some(key(org_pk(org), "ORG"));
         if delta == 0 {
             let check = ConditionCheck::builder()
@@ -429,6 +433,7 @@ impl OrgStore for DynamoStore {
             .await
             .map_err(sdk_error)?;
         self.delete_org_keys(org).await?;
+        self.delete_org_invitations(org).await?;
         let mut page = PageRequest::first(99);
         loop {
             let items = self

@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod billing;
+mod invitations;
 mod one_time;
 mod teams;
 mod usage;

@@ -1409,3 +1409,5 @@ every_backend!(
 mod one_time_suite;
 #[path = "conformance_teams.rs"]
 mod teams_suite;
+#[path = "conformance_usage.rs"]
+mod usage_suite;

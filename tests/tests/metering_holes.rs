@@ -379,7 +379,69 @@ async fn a_backdated_event_counts_against_the_quota_of_the_month_it_is_billed_in
     );
 }
 
+/// In SQS mode, one org's counter reaching `i64::MAX` fails nothing: the consumer's batch,
+/// with another org's events in it, is applied whole.
+async fn a_saturating_counter_does_not_poison_the_consumers_batch(backend: Backend) {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use meterline::domain::{ApiKeyId, Granularity, OrgId};
+    let server = Server::start(backend).await;
+    let store = Arc::clone(&server.state.store);
+    let (a, b) = (OrgId::generate(), OrgId::generate());
+    let now = Utc::now();
+    let event = |org: &OrgId, id: &str, quantity: u64| UsageEvent {
+        id: id.into(),
+        org_id: org.clone(),
+        key_id: ApiKeyId::generate(),
+        meter: "tokens".into(),
+        quantity,
+        timestamp: now,
+        properties: None,
+    };
+    let max = i64::MAX.unsigned_abs();
+    let admission = meterline::usage::Admission {
+        lateness: chrono::Duration::days(7),
+        future_skew: chrono::Duration::minutes(5),
+    };
+    let batch = |events: &[UsageEvent]| {
+        let mut batch = SqsEvent::default();
+        for (n, e) in events.iter().enumerate() {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("m{n}"));
+            record.body = Some(serde_json::to_string(e).expect("json"));
+            batch.records.push(record);
+        }
+        batch
+    };
+    // Org a's counter is near the top; the next batch takes it past, with org b's event in it.
+    let first = batch(&[event(&a, "1", max)]);
+    let response = meterline_billing::handle(&*store, &admission, first, now).await;
+    assert!(response.batch_item_failures.is_empty());
+    let second = batch(&[event(&a, "2", max), event(&b, "1", 5)]);
+    let response = meterline_billing::handle(&*store, &admission, second, now).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "the batch was poisoned"
+    );
+    for (org, expected) in [(&a, max), (&b, 5)] {
+        let series = store
+            .usage_series(
+                org,
+                Granularity::Month,
+                now - chrono::Duration::days(40),
+                now + chrono::Duration::days(1),
+                None,
+            )
+            .await
+            .expect("read");
+        assert_eq!(
+            series.iter().map(|p| p.quantity).collect::<Vec<_>>(),
+            [expected]
+        );
+    }
+}
+
 meterline_e2e::on_every_backend!(
+    a_saturating_counter_does_not_poison_the_consumers_batch,
     a_resent_batch_spends_no_quota_and_is_answered_as_duplicates,
     a_request_refused_with_503_spends_no_quota,
     usage_counters_saturate_at_i64_max_and_reports_stay_200,

@@ -5,7 +5,7 @@
 //!   independent oracle over `serde_json::Value`: id 1-128 printable ASCII, meter
 //!   `[a-z][a-z0-9_.-]{0,63}`, quantity a positive i64, timestamp absent/null or RFC 3339
 //!   inside the window; 1 to MAX_EVENTS events; no other fields; at most `i64::MAX` of one
-//!   meter in one request.
+//!   meter in one request; each event at most MAX_EVENT_BYTES serialized.
 //! - What it accepts is the first event of each id, in order, with the fields as sent and the
 //!   caller's org and key: never more events than the input holds.
 //! - A body the oracle finds valid is accepted (so the decoder is not stricter than the rules).
@@ -17,7 +17,9 @@ use libfuzzer_sys::fuzz_target;
 use meterline::Config;
 use meterline::domain::{ApiKeyId, OrgId, UsageEvent};
 use meterline::http::ApiError;
-use meterline::usage::batch::{EventWindow, MAX_EVENTS, decode_events, usage_by_meter};
+use meterline::usage::batch::{
+    EventWindow, MAX_EVENT_BYTES, MAX_EVENTS, decode_events, usage_by_meter,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
@@ -126,6 +128,23 @@ fn oracle(body: &Value) -> Option<Vec<Expected<'_>>> {
         *totals.entry(event.meter).or_default() += u128::from(event.quantity);
     }
     if totals.values().any(|total| *total > i64::MAX as u128) {
+        return None;
+    }
+    // Each event, as it travels to billing, is at most MAX_EVENT_BYTES.
+    let (org, key) = ids();
+    let too_large = unique.iter().any(|e| {
+        let event = UsageEvent {
+            id: e.id.into(),
+            org_id: org.clone(),
+            key_id: key.clone(),
+            meter: e.meter.into(),
+            quantity: e.quantity,
+            timestamp: e.timestamp,
+            properties: e.properties.cloned(),
+        };
+        serde_json::to_vec(&event).map_or(true, |json| json.len() > MAX_EVENT_BYTES)
+    });
+    if too_large {
         return None;
     }
     Some(unique)

@@ -174,6 +174,11 @@ pub struct Config {
     pub usage_lateness: Duration,
     /// `USAGE_FUTURE_SKEW_SECS`: events further in the future than this are refused.
     pub usage_future_skew: Duration,
+    /// `USAGE_DEDUP_WINDOW_SECS`: how long the limiter remembers an event id, so a resent event
+    /// spends no quota (default and minimum 24 h, as Stripe's meter events promise).
+    pub usage_dedup_window: Duration,
+    /// `MAX_METERS_PER_ORG`: the most distinct meters an org may use (default 100; 0 = no cap).
+    pub max_meters_per_org: u32,
     /// `PLANS_JSON`: the plans offered from the first start (a JSON array of plans with their
     /// `id`); without it, a free plan built from the two defaults above and a paid example.
     pub plans: Vec<PlanSeed>,
@@ -332,6 +337,12 @@ impl Config {
                 .map(str::to_owned),
             usage_lateness: env.seconds("USAGE_LATENESS_SECS", 7 * 24 * 3600)?,
             usage_future_skew: env.seconds("USAGE_FUTURE_SKEW_SECS", 300)?,
+            usage_dedup_window: Duration::from_secs(env.ranged(
+                "USAGE_DEDUP_WINDOW_SECS",
+                24 * 3600,
+                24 * 3600..=366 * 24 * 3600,
+            )?),
+            max_meters_per_org: env.parse("MAX_METERS_PER_ORG", 100)?,
             plans: match env.get("PLANS_JSON").filter(|raw| !raw.trim().is_empty()) {
                 Some(raw) => parse_plans(raw)?,
                 None => default_plans(default_org_rpm, default_monthly_quota),

@@ -8,11 +8,14 @@ use crate::billing::PlanBook;
 use crate::clock::Clock;
 use crate::config::FailMode;
 use crate::domain::{ApiKey, Plan, UsageEvent};
-use crate::ratelimit::{Decision, LimitRequest, Limiter, QuotaRequest, QuotaState, RateState};
+use crate::ratelimit::{
+    BatchDecision, BatchRequest, Decision, EventCharge, LimitRequest, Limiter, QuotaRequest,
+    QuotaState, RateState, Refund,
+};
 use crate::store::{Store, StoreError};
 use crate::usage::{SinkError, UsageSink};
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,6 +53,12 @@ pub enum MeterError {
         /// When the period (and the refusal) ends.
         period_end: DateTime<Utc>,
     },
+    /// The request would take the org past `MAX_METERS_PER_ORG` distinct meters.
+    #[error("this org already uses {limit} meters, the most it may (MAX_METERS_PER_ORG)")]
+    TooManyMeters {
+        /// The cap.
+        limit: u32,
+    },
     /// The limiter is down and `RATE_LIMIT_FAIL_MODE=closed`.
     #[error("rate limiting is unavailable")]
     LimiterUnavailable,
@@ -70,6 +79,10 @@ pub struct Metered {
     pub quota: Option<QuotaState>,
     /// When the quota period ends.
     pub period_end: DateTime<Utc>,
+    /// Events counted now (not seen within the dedup window).
+    pub accepted: usize,
+    /// Events seen within the dedup window: answered, but not counted again.
+    pub duplicates: usize,
 }
 
 /// A key as the hot path needs it, with its org's plan and rate limit.
@@ -93,6 +106,12 @@ pub struct MeteringPolicy {
     pub fail_mode: FailMode,
     /// How long a key stays cached.
     pub key_cache_ttl: Duration,
+    /// How long a counted event id is remembered, so a resend spends no quota.
+    pub dedup_window: Duration,
+    /// How late an event may arrive: a month's quota counter is kept this long past its end.
+    pub lateness: Duration,
+    /// The most distinct meters an org may use; 0 = no cap.
+    pub max_meters_per_org: u32,
 }
 
 /// The metering service. Cheap to clone.
@@ -216,51 +235,127 @@ impl Metering {
         })
     }
 
-    /// Checks and counts one request using `usage` (meter, quantity) pairs, then hands
-    /// `events` to the sink. Refused requests count nothing and send nothing.
+    /// Checks and counts one request carrying `events` whose ids the server made up (never
+    /// resent, so not remembered), then hands them to the sink. Refused requests count nothing
+    /// and send nothing.
     pub async fn meter(
         &self,
         key: &MeteredKey,
-        usage: &[(String, u64)],
         events: &[UsageEvent],
     ) -> Result<Metered, MeterError> {
+        self.count(key, events, false).await
+    }
+
+    /// Like [`Metering::meter`] for events with the client's ids: an id counted within the
+    /// dedup window (`USAGE_DEDUP_WINDOW_SECS`) is a duplicate and spends no quota.
+    pub async fn meter_events(
+        &self,
+        key: &MeteredKey,
+        events: &[UsageEvent],
+    ) -> Result<Metered, MeterError> {
+        self.count(key, events, true).await
+    }
+
+    /// The limiter's request for `events`: each counts against the quota of its meter for the
+    /// month of its timestamp (the month it is billed in), so a late event spends the quota of
+    /// the period whose invoice it lands on.
+    fn batch_request(
+        &self,
+        key: &MeteredKey,
+        events: &[UsageEvent],
+        remember: bool,
+    ) -> BatchRequest {
         let now = self.clock.now();
-        let (period, period_end) = month(now);
-        let quotas = usage
-            .iter()
-            .filter_map(|(meter, quantity)| {
-                Some(QuotaRequest {
-                    period_key: format!("{meter}:{period}"),
-                    limit: key.plan.hard_quota(meter)?,
-                    quantity: *quantity,
-                    period_end_ms: period_end.timestamp_millis(),
-                })
-            })
-            .collect();
-        let request = LimitRequest {
-            key_id: key.key.id.to_string(),
-            org_id: key.key.org_id.to_string(),
-            key_rpm: key.key.rate_limit_rpm,
-            org_rpm: key.org_rpm,
-            quotas,
-            now_ms: now.timestamp_millis(),
+        let keep_past_end = chrono::Duration::from_std(self.policy.lateness)
+            .unwrap_or(chrono::Duration::days(7))
+            + chrono::Duration::days(1);
+        let mut quotas: BTreeMap<(String, String), (usize, QuotaRequest)> = BTreeMap::new();
+        let mut charges = Vec::with_capacity(events.len());
+        for event in events {
+            let (period, end) = month(event.timestamp);
+            let quota = key.plan.hard_quota(&event.meter).map(|limit| {
+                let next = quotas.len();
+                quotas
+                    .entry((event.meter.clone(), period.clone()))
+                    .or_insert_with(|| {
+                        (
+                            next,
+                            QuotaRequest {
+                                period_key: format!("{}:{period}", event.meter),
+                                limit,
+                                quantity: 0,
+                                period_end_ms: (end + keep_past_end).timestamp_millis(),
+                            },
+                        )
+                    })
+                    .0
+            });
+            charges.push(EventCharge {
+                id: event.id.clone(),
+                meter: event.meter.clone(),
+                quota,
+                quantity: event.quantity,
+            });
+        }
+        let mut ordered: Vec<(usize, QuotaRequest)> = quotas.into_values().collect();
+        ordered.sort_by_key(|(index, _)| *index);
+        BatchRequest {
+            limits: LimitRequest {
+                key_id: key.key.id.to_string(),
+                org_id: key.key.org_id.to_string(),
+                key_rpm: key.key.rate_limit_rpm,
+                org_rpm: key.org_rpm,
+                quotas: ordered.into_iter().map(|(_, quota)| quota).collect(),
+                now_ms: now.timestamp_millis(),
+            },
+            events: charges,
+            dedup_ttl_ms: if remember {
+                u64::try_from(self.policy.dedup_window.as_millis()).unwrap_or(u64::MAX)
+            } else {
+                0
+            },
+            max_meters: self.policy.max_meters_per_org,
+        }
+    }
+
+    async fn count(
+        &self,
+        key: &MeteredKey,
+        events: &[UsageEvent],
+        remember: bool,
+    ) -> Result<Metered, MeterError> {
+        let now = self.clock.now();
+        let (_, period_end) = month(now);
+        let request = self.batch_request(key, events, remember);
+        let decided = match self.limiter.check_batch(&request).await {
+            Ok(BatchDecision::TooManyMeters { limit }) => {
+                return Err(MeterError::TooManyMeters { limit });
+            }
+            Ok(BatchDecision::Decided {
+                decision,
+                duplicate,
+            }) => Ok((decision, duplicate)),
+            Err(err) => Err(err),
         };
-        let (rate, quota) = match self.limiter.check(&request).await {
-            Ok(Decision::Allowed { rate, quota }) => (Some(rate), quota),
-            Ok(Decision::Revoked) => {
+        let (rate, quota, duplicate) = match decided {
+            Ok((Decision::Allowed { rate, quota }, duplicate)) => (Some(rate), quota, duplicate),
+            Ok((Decision::Revoked, _)) => {
                 self.forget(&key.key);
                 return Err(MeterError::Revoked);
             }
-            Ok(Decision::RateLimited {
-                rate,
-                retry_after_ms,
-            }) => {
+            Ok((
+                Decision::RateLimited {
+                    rate,
+                    retry_after_ms,
+                },
+                _,
+            )) => {
                 return Err(MeterError::RateLimited {
                     rate,
                     retry_after: Duration::from_millis(retry_after_ms),
                 });
             }
-            Ok(Decision::QuotaExceeded { rate, quota }) => {
+            Ok((Decision::QuotaExceeded { rate, quota }, _)) => {
                 return Err(MeterError::QuotaExceeded {
                     rate,
                     quota,
@@ -270,7 +365,7 @@ impl Metering {
             Err(err) => match self.policy.fail_mode {
                 FailMode::Open => {
                     tracing::warn!(error = ?err, "limiter unavailable; serving unlimited (fail open)");
-                    (None, None)
+                    (None, None, Vec::new())
                 }
                 FailMode::Closed => {
                     tracing::error!(error = ?err, "limiter unavailable; refusing (fail closed)");
@@ -278,17 +373,30 @@ impl Metering {
                 }
             },
         };
-        if !events.is_empty() {
-            self.sink
-                .send(events)
-                .await
-                .map_err(MeterError::SinkUnavailable)?;
+        // Duplicates go to the sink too: the store counts each id once, and an id whose first
+        // request was refused after all (its refund lost) is then still recorded.
+        if !events.is_empty()
+            && let Err(err) = self.sink.send(events).await
+        {
+            if rate.is_some() {
+                let refund = Refund {
+                    request: &request,
+                    duplicate: &duplicate,
+                };
+                if let Err(err) = self.limiter.refund(&refund).await {
+                    tracing::error!(error = ?err, "could not give back a refused request's quota");
+                }
+            }
+            return Err(MeterError::SinkUnavailable(err));
         }
         self.touch_later(key, now);
+        let duplicates = duplicate.iter().filter(|d| **d).count();
         Ok(Metered {
             rate,
             quota,
             period_end,
+            accepted: events.len() - duplicates,
+            duplicates,
         })
     }
 

@@ -105,6 +105,9 @@ impl AppState {
         let policy = MeteringPolicy {
             fail_mode: config.rate_limit_fail_mode,
             key_cache_ttl: config.key_cache_ttl,
+            dedup_window: config.usage_dedup_window,
+            lateness: config.usage_lateness,
+            max_meters_per_org: config.max_meters_per_org,
         };
         Metering::new(
             Arc::clone(store),

@@ -55,7 +55,6 @@ async fn run(name: &str, limiter: Arc<dyn Limiter>) {
     .await;
     let keyed = server.keyed(json!({"name": "bench"})).await;
     let metering = server.state.metering.clone();
-    let usage = [("requests".to_owned(), 1)];
     let mut samples = Vec::with_capacity(SAMPLES);
     let mut reads_before = 0;
     for i in 0..WARMUP + SAMPLES {
@@ -73,10 +72,7 @@ async fn run(name: &str, limiter: Arc<dyn Limiter>) {
             timestamp: metering.now(),
             properties: None,
         };
-        metering
-            .meter(&key, &usage, &[event])
-            .await
-            .expect("allowed");
+        metering.meter(&key, &[event]).await.expect("allowed");
         if i >= WARMUP {
             samples.push(started.elapsed());
         }
@@ -123,11 +119,7 @@ async fn throughput(metering: &meterline::metering::Metering, keys: &[String]) -
                         timestamp: metering.now(),
                         properties: None,
                     };
-                    let usage = [("requests".to_owned(), 1)];
-                    metering
-                        .meter(&key, &usage, &[event])
-                        .await
-                        .expect("allowed");
+                    metering.meter(&key, &[event]).await.expect("allowed");
                     served += 1;
                 }
                 served

@@ -6,7 +6,7 @@
 //!   `/v1/health` is 200.
 //! - The SQS endpoint stops, then black-holes: `/v1/verify` and `/v1/events` answer 503 within
 //!   the sink's timeouts; every 2xx's event is in the queue exactly once and no refused
-//!   request's is, and billing counts exactly those.
+//!   request's is, and billing counts exactly those; a refused request spends no quota.
 //! - The store (Postgres, DynamoDB) stops, then black-holes: every kind of request is 503
 //!   `service_unavailable`, never a 500 or a hang; a store call cut mid-flight (undelivered,
 //!   answer lost, or never answered) is 503 too.
@@ -318,6 +318,82 @@ async fn a_queue_outage_loses_nothing_and_recovers() {
             ("tokens".into(), tokens)
         ])
     );
+}
+
+/// A request the queue refuses (503) spends nothing on the Redis limiter: its quota and event
+/// ids are given back, so its retry is new and spends once; a resent served batch spends
+/// nothing.
+#[tokio::test]
+async fn a_request_the_queue_refuses_spends_no_quota() {
+    let direct = sqs::client().await;
+    let url = sqs::fresh_queue(&direct, "refund").await;
+    let proxy = Proxy::in_front_of(&sqs::endpoint()).await;
+    let config = meterline_e2e::faults::aws_config_at(&proxy.endpoint()).await;
+    let sink: Arc<dyn UsageSink> = Arc::new(SqsSink::connect_with(&config, &url));
+    let redis = PrivateRedis::start().await;
+    let limiter: Arc<dyn Limiter> = Arc::new(
+        RedisLimiter::connect(&redis.url(), "")
+            .await
+            .expect("redis"),
+    );
+    let server = Server::start_on(
+        Backend::Sqlite,
+        &[OPEN_AUTH, ("DEFAULT_MONTHLY_QUOTA", "1000")],
+        limiter,
+        Some(sink),
+    )
+    .await;
+    let keyed = server.keyed(json!({"name": "refund"})).await;
+    let tokens_used = || async {
+        let reply = server
+            .metered(
+                "/v1/verify",
+                Some(&keyed.key),
+                json!({"meter": "tokens", "quantity": 1}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["quota"]["used"].as_u64().expect("used")
+    };
+    let served = events(&server, &keyed.key, &[("a-1", 10)]).await;
+    assert_eq!(served.status, StatusCode::ACCEPTED, "{}", served.body);
+
+    proxy.stop();
+    within(
+        FAST,
+        "events, queue stopped",
+        events(&server, &keyed.key, &[("a-1", 10), ("b-1", 100)]),
+    )
+    .await
+    .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    proxy.blackhole();
+    within(
+        BOUNDED,
+        "events, queue black-holed",
+        events(&server, &keyed.key, &[("b-1", 100)]),
+    )
+    .await
+    .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    proxy.resume();
+    recovers(&server).await;
+    // 10 served, plus this probe's 1: the refused requests spent nothing.
+    assert_eq!(tokens_used().await, 11);
+    let retried = events(&server, &keyed.key, &[("a-1", 10), ("b-1", 100)]).await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.body);
+    assert_eq!(
+        (
+            retried.body["accepted"].as_u64(),
+            retried.body["duplicates"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(tokens_used().await, 112);
+    direct
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .expect("delete queue");
 }
 
 // ---------------------------------------------------------------------------------------

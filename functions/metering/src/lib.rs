@@ -15,7 +15,7 @@ use meterline::http::Problem;
 use meterline::http::{ApiError, MeterRejection, api_key, metered_headers};
 use meterline::metering::{MeteredKey, Metering};
 use meterline::usage::batch::EventsBody;
-use meterline::usage::batch::{EventWindow, decode_events, usage_by_meter};
+use meterline::usage::batch::{EventWindow, decode_events};
 use meterline::{AppState, Config};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -113,10 +113,14 @@ struct Verified {
     quota: Option<QuotaView>,
 }
 
-/// How many events of the batch were new (repeated ids within it count once).
+/// How many events of the batch were counted now, and how many had been counted before.
 #[derive(Serialize, ToSchema)]
 struct Accepted {
+    /// Events counted now (repeated ids within the batch count once).
     accepted: usize,
+    /// Events whose id was counted before, within the dedup window (24 h by default): answered,
+    /// but spending no quota again.
+    duplicates: usize,
 }
 
 /// Checks a key and counts one use (of `quantity` units of `meter`) against its limits and
@@ -136,6 +140,9 @@ struct Accepted {
                 ("ratelimit-remaining" = u64, description = "Requests left in the window"),
                 ("ratelimit-reset" = u64, description = "Seconds until the window is full again"),
             )),
+        (status = 422, description = "`validation_failed` or `too_many_meters` (the org's \
+            `MAX_METERS_PER_ORG`); nothing counted", body = Problem,
+            content_type = "application/problem+json"),
         (status = 503, description = "The limiter (fail mode `closed`), the usage queue or the \
             store cannot be reached; nothing was counted",
             body = Problem, content_type = "application/problem+json"),
@@ -165,10 +172,7 @@ async fn verify(
         timestamp: metering.now(),
         properties: None,
     };
-    let metered = metering
-        .meter(&key, &[(meter, quantity)], &[event])
-        .await
-        .map_err(reject)?;
+    let metered = metering.meter(&key, &[event]).await.map_err(reject)?;
     let quota = metered.quota.map(|q| QuotaView {
         limit: q.limit,
         used: q.used,
@@ -197,7 +201,12 @@ async fn verify(
 #[utoipa::path(post, path = "/v1/events", tag = "metering", security(("api_key" = [])),
     request_body = EventsBody,
     responses(
-        (status = 202, description = "Counted (events seen before count once)", body = Accepted),
+        (status = 202, description = "Counted: `accepted` new events; `duplicates` seen before \
+            within the dedup window, which spend no quota again", body = Accepted),
+        (status = 422, description = "`validation_failed` (each bad field named), \
+            `event_too_large` (an event over 8 KiB serialized) or `too_many_meters` (the org's \
+            `MAX_METERS_PER_ORG`); nothing counted", body = Problem,
+            content_type = "application/problem+json"),
         (status = 401, description = "`invalid_api_key` (missing or unknown), `api_key_revoked` or \
             `api_key_expired`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited` (per key or per org) or `quota_exceeded` \
@@ -225,17 +234,14 @@ async fn events(
     }
     let now = metering.now();
     let window = EventWindow::of(&config, now);
-    let accepted =
+    let events =
         decode_events(&bytes, &key.key.org_id, &key.key.id, now, window).map_err(problem)?;
-    let usage = usage_by_meter(&accepted);
-    let metered = metering
-        .meter(&key, &usage, &accepted)
-        .await
-        .map_err(reject)?;
+    let metered = metering.meter_events(&key, &events).await.map_err(reject)?;
     let mut response = (
         StatusCode::ACCEPTED,
         axum::Json(Accepted {
-            accepted: accepted.len(),
+            accepted: metered.accepted,
+            duplicates: metered.duplicates,
         }),
     )
         .into_response();

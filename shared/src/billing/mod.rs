@@ -475,7 +475,8 @@ impl Billing {
             .await?;
         let mut totals = BTreeMap::new();
         for point in &series {
-            *totals.entry(point.meter.clone()).or_insert(0u64) += point.quantity;
+            let total = totals.entry(point.meter.clone()).or_insert(0u64);
+            *total = total.saturating_add(point.quantity);
         }
         Ok(UsageReport {
             from,
@@ -510,7 +511,8 @@ impl Billing {
             .usage_series(&org.id, Granularity::Month, start, end, None)
             .await?
         {
-            *usage.entry(point.meter).or_insert(0u64) += point.quantity;
+            let total = usage.entry(point.meter).or_insert(0u64);
+            *total = total.saturating_add(point.quantity);
         }
         let spans: Vec<_> = plans
             .iter()

@@ -79,6 +79,15 @@ pub enum ApiError {
         /// Each offending field and why.
         errors: Vec<ValidationError>,
     },
+    /// 422 with a code of its own, for a rule a client handles specially (e.g.
+    /// `event_too_large`, `too_many_meters`) rather than a field to fix.
+    #[error("{detail}")]
+    Unprocessable {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        detail: String,
+    },
     /// 429: too many requests; try again after `retry_after_secs`.
     #[error("{detail}")]
     TooManyRequests {
@@ -134,7 +143,9 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation { .. } | Self::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,6 +160,7 @@ impl ApiError {
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
             | Self::Refused { code, .. }
+            | Self::Unprocessable { code, .. }
             | Self::TooManyRequests { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
             Self::MethodNotAllowed => "method_not_allowed",

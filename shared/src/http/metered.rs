@@ -95,6 +95,10 @@ impl IntoResponse for MeterRejection {
                 detail,
                 retry_after_secs: (period_end - chrono::Utc::now()).num_seconds().max(1) as u64,
             },
+            MeterError::TooManyMeters { .. } => ApiError::Unprocessable {
+                code: "too_many_meters",
+                detail,
+            },
             MeterError::LimiterUnavailable => ApiError::Unavailable(anyhow::anyhow!(detail)),
             MeterError::SinkUnavailable(cause) => ApiError::Unavailable(cause.into()),
             MeterError::Store(err) => err.into(),
@@ -189,8 +193,7 @@ where
                     timestamp: layer.metering.now(),
                     properties: None,
                 };
-                let usage = [(layer.meter.clone(), 1)];
-                let metered = layer.metering.meter(&key, &usage, &[event]).await?;
+                let metered = layer.metering.meter(&key, &[event]).await?;
                 Ok::<_, MeterError>((key, metered))
             }
             .await;

@@ -319,3 +319,6 @@ async fn an_unreachable_redis_is_an_error_not_a_hang() {
     assert!(result.is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[path = "conformance_batch.rs"]
+mod batch_suite;

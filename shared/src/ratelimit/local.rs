@@ -3,9 +3,11 @@
 //! Per process: under Lambda each instance would count alone, so production uses Redis.
 
 use super::gcra::{self, Tested};
-use super::{Decision, LimitRequest, Limiter, LimiterError, QuotaState};
+use super::{
+    BatchDecision, BatchRequest, Decision, LimitRequest, Limiter, LimiterError, QuotaState, Refund,
+};
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Drop idle state every this many checks, so memory stays bounded.
@@ -19,6 +21,10 @@ struct State {
     quotas: HashMap<String, (u64, i64)>,
     /// Revocation marks and when they expire.
     revoked: HashMap<String, i64>,
+    /// Counted event ids (`org:id`) and when they are forgotten (the dedup window).
+    events: HashMap<String, i64>,
+    /// The meters each org has used (for its meter cap).
+    meters: HashMap<String, HashSet<String>>,
     checks: u64,
 }
 
@@ -40,6 +46,60 @@ impl State {
         self.tats.retain(|_, tat| *tat > now.saturating_mul(1000));
         self.quotas.retain(|_, (_, expires)| *expires > now);
         self.revoked.retain(|_, expires| *expires > now);
+        self.events.retain(|_, expires| *expires > now);
+    }
+
+    /// The rate limits of `request` at `now`: refused (the decision), or allowed with the
+    /// binding state and the limits to write if everything else allows.
+    fn rates(&self, request: &LimitRequest) -> Result<(Tested, Option<Tested>), Decision> {
+        let now = request.now_ms;
+        let mark = format!("{}:{}", request.org_id, request.key_id);
+        if self
+            .revoked
+            .get(&mark)
+            .is_some_and(|expires| *expires > now)
+        {
+            return Err(Decision::Revoked);
+        }
+        let tat = |key: &str| self.tats.get(key).copied().unwrap_or(0);
+        let org = gcra::test(tat(&org_key(request)), request.org_rpm, now);
+        let key = request
+            .key_rpm
+            .map(|rpm| gcra::test(tat(&key_key(request)), rpm, now));
+        let binding = binding(org, key);
+        if !org.allowed || key.is_some_and(|k| !k.allowed) {
+            let retry = org.retry_after_ms.max(key.map_or(0, |k| k.retry_after_ms));
+            return Err(Decision::RateLimited {
+                rate: binding.state,
+                retry_after_ms: retry,
+            });
+        }
+        Ok((org, key))
+    }
+}
+
+fn org_key(request: &LimitRequest) -> String {
+    format!("org:{}", request.org_id)
+}
+
+fn key_key(request: &LimitRequest) -> String {
+    format!("key:{}:{}", request.org_id, request.key_id)
+}
+
+fn event_mark(org: &str, id: &str) -> String {
+    format!("{org}:{id}")
+}
+
+/// The limit to report: a refusing one first, else the one with less room.
+fn binding(org: Tested, key: Option<Tested>) -> Tested {
+    match key {
+        Some(k)
+            if (!k.allowed && org.allowed)
+                || (k.allowed == org.allowed && k.state.remaining < org.state.remaining) =>
+        {
+            k
+        }
+        _ => org,
     }
 }
 
@@ -143,6 +203,139 @@ impl Limiter for LocalLimiter {
     }
 
     async fn ping(&self) -> Result<(), LimiterError> {
+        Ok(())
+    }
+
+    async fn check_batch(&self, request: &BatchRequest) -> Result<BatchDecision, LimiterError> {
+        let limits = &request.limits;
+        let now = limits.now_ms;
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.checks += 1;
+        if state.checks.is_multiple_of(SWEEP_EVERY) {
+            state.sweep(now);
+        }
+        let (org, key) = match state.rates(limits) {
+            Ok(allowed) => allowed,
+            Err(decision) => {
+                return Ok(BatchDecision::Decided {
+                    decision,
+                    duplicate: vec![false; request.events.len()],
+                });
+            }
+        };
+        let rate = binding(org, key).state;
+        if request.max_meters > 0 {
+            let known = state.meters.get(&limits.org_id);
+            let fresh = Refund::meters(request)
+                .into_iter()
+                .filter(|m| known.is_none_or(|k| !k.contains(*m)))
+                .count();
+            if known.map_or(0, HashSet::len) + fresh > request.max_meters as usize {
+                return Ok(BatchDecision::TooManyMeters {
+                    limit: request.max_meters,
+                });
+            }
+        }
+        let duplicate: Vec<bool> = request
+            .events
+            .iter()
+            .map(|event| {
+                request.dedup_ttl_ms > 0
+                    && state
+                        .events
+                        .get(&event_mark(&limits.org_id, &event.id))
+                        .is_some_and(|expires| *expires > now)
+            })
+            .collect();
+        let mut adding = vec![0u64; limits.quotas.len()];
+        for (event, seen) in request.events.iter().zip(&duplicate) {
+            if let (false, Some(index)) = (*seen, event.quota)
+                && let Some(sum) = adding.get_mut(index)
+            {
+                *sum = sum.saturating_add(event.quantity);
+            }
+        }
+        let mut counted = Vec::with_capacity(limits.quotas.len());
+        for (quota, quantity) in limits.quotas.iter().zip(&adding) {
+            let counter = format!("{}:{}", limits.org_id, quota.period_key);
+            let used = state
+                .quotas
+                .get(&counter)
+                .filter(|(_, expires)| *expires > now)
+                .map_or(0, |(used, _)| *used);
+            if used.saturating_add(*quantity) > quota.limit {
+                return Ok(BatchDecision::Decided {
+                    decision: Decision::QuotaExceeded {
+                        rate,
+                        quota: QuotaState {
+                            limit: quota.limit,
+                            used,
+                        },
+                    },
+                    duplicate,
+                });
+            }
+            counted.push((counter, used + quantity, quota));
+        }
+        let quota_state = counted.first().map(|(_, used, quota)| QuotaState {
+            limit: quota.limit,
+            used: *used,
+        });
+        for (counter, used, quota) in counted {
+            state.quotas.insert(counter, (used, quota.period_end_ms));
+        }
+        let forget_at = now.saturating_add(i64::try_from(request.dedup_ttl_ms).unwrap_or(i64::MAX));
+        for (event, seen) in request.events.iter().zip(&duplicate) {
+            if request.dedup_ttl_ms > 0 && !seen {
+                state
+                    .events
+                    .insert(event_mark(&limits.org_id, &event.id), forget_at);
+            }
+        }
+        if request.max_meters > 0 {
+            let meters = state.meters.entry(limits.org_id.clone()).or_default();
+            meters.extend(Refund::meters(request).into_iter().map(str::to_owned));
+        }
+        state.tats.insert(org_key(limits), org.new_tat);
+        if let Some(key) = key {
+            state.tats.insert(key_key(limits), key.new_tat);
+        }
+        Ok(BatchDecision::Decided {
+            decision: Decision::Allowed {
+                rate,
+                quota: quota_state,
+            },
+            duplicate,
+        })
+    }
+
+    async fn refund(&self, refund: &Refund<'_>) -> Result<(), LimiterError> {
+        let limits = &refund.request.limits;
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (quota, amount) in limits.quotas.iter().zip(refund.quota_amounts()) {
+            let counter = format!("{}:{}", limits.org_id, quota.period_key);
+            if let Some((used, _)) = state.quotas.get_mut(&counter) {
+                *used = used.saturating_sub(amount);
+            }
+        }
+        for id in refund.forgotten_ids() {
+            state.events.remove(&event_mark(&limits.org_id, id));
+        }
+        let rates = [
+            (org_key(limits), Some(limits.org_rpm)),
+            (key_key(limits), limits.key_rpm),
+        ];
+        for (name, rpm) in rates {
+            if let (Some(rpm), Some(tat)) = (rpm, state.tats.get_mut(&name)) {
+                *tat -= gcra::PERIOD_US / i64::from(rpm.max(1));
+            }
+        }
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! One check covers, atomically: the key's revocation mark, the per-key limit, the per-org
 //! limit and the org's quota for the period. Nothing is counted unless everything allows.
 
+mod batch;
 mod gcra;
 mod ip;
 mod local;
@@ -21,6 +22,7 @@ mod redis;
 #[cfg(test)]
 mod conformance;
 
+pub use batch::{BatchDecision, BatchRequest, EventCharge, Refund};
 pub use ip::IpRateLimiter;
 pub use local::LocalLimiter;
 pub use redis::RedisLimiter;
@@ -131,4 +133,31 @@ pub trait Limiter: Send + Sync + 'static {
 
     /// A cheap round trip proving the backend answers.
     async fn ping(&self) -> Result<(), LimiterError>;
+
+    /// Checks and, when allowed, counts one metered request carrying `request.events`, in one
+    /// atomic step: rate limits, the org's meter cap, and the quotas of the events not seen
+    /// before (an event id seen within the dedup window spends nothing and is reported as a
+    /// duplicate). The default, for limiters that keep no event ids, counts every event.
+    async fn check_batch(&self, request: &BatchRequest) -> Result<BatchDecision, LimiterError> {
+        let mut limits = request.limits.clone();
+        for (index, quota) in limits.quotas.iter_mut().enumerate() {
+            quota.quantity = request
+                .events
+                .iter()
+                .filter(|e| e.quota == Some(index))
+                .fold(0u64, |sum, e| sum.saturating_add(e.quantity));
+        }
+        Ok(BatchDecision::Decided {
+            decision: self.check(&limits).await?,
+            duplicate: vec![false; request.events.len()],
+        })
+    }
+
+    /// Gives back what an allowed [`Limiter::check_batch`] spent, when the request could not be
+    /// served after all (the sink refused its events): the rate-limit allowance, the quota of
+    /// its new events, and their ids (so a retry is new). The default does nothing.
+    async fn refund(&self, refund: &Refund<'_>) -> Result<(), LimiterError> {
+        let _ = refund;
+        Ok(())
+    }
 }

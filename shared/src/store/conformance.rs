@@ -1413,3 +1413,5 @@ mod invitations_suite;
 mod one_time_suite;
 #[path = "conformance_teams.rs"]
 mod teams_suite;
+#[path = "conformance_usage.rs"]
+mod usage_suite;

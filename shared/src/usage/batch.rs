@@ -17,6 +17,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// The most events one `/v1/events` request may carry.
 pub const MAX_EVENTS: usize = 1000;
 
+/// The most bytes one event may take serialized (as it travels to billing): well within an SQS
+/// message (256 KiB) and a DynamoDB item (400 KiB), whatever its `properties`.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024;
+
 /// The body of `POST /v1/events` (public for the OpenAPI document).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +138,7 @@ pub fn decode_events(
     let mut accepted = Vec::with_capacity(request.events.len());
     let mut seen = HashSet::new();
     let mut totals: HashMap<String, u64> = HashMap::new();
+    let mut too_large = Vec::new();
     for (index, event) in request.events.into_iter().enumerate() {
         let fields = (
             parse_event_id("id", &event.id),
@@ -164,7 +169,7 @@ pub fn decode_events(
                         continue;
                     }
                 }
-                accepted.push(UsageEvent {
+                let event = UsageEvent {
                     id,
                     org_id: org_id.clone(),
                     key_id: key_id.clone(),
@@ -172,7 +177,12 @@ pub fn decode_events(
                     quantity,
                     timestamp,
                     properties: event.properties,
-                });
+                };
+                let size = serde_json::to_vec(&event).map_or(usize::MAX, |json| json.len());
+                if size > MAX_EVENT_BYTES {
+                    too_large.push(format!("events[{index}] ({size} bytes)"));
+                }
+                accepted.push(event);
             }
             (id, meter, quantity, timestamp) => {
                 let problems = [id.err(), meter.err(), quantity.err()]
@@ -187,6 +197,15 @@ pub fn decode_events(
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
+    }
+    if !too_large.is_empty() {
+        return Err(ApiError::Unprocessable {
+            code: "event_too_large",
+            detail: format!(
+                "an event may take at most {MAX_EVENT_BYTES} bytes serialized; too large: {}",
+                too_large.join(", ")
+            ),
+        });
     }
     Ok(accepted)
 }

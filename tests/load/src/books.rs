@@ -13,8 +13,8 @@
 //!    accepted event once, however often it was resent).
 //!
 //! Limits: no org's counted total of a hard-quota meter exceeds its quota, and the limiter's
-//! own quota counter equals the quantities of the 2xx requests (resends included: the limiter
-//! counts requests, billing counts events). No key or org was served more than GCRA allows:
+//! own quota counter equals the quantities of the 2xx requests, each event id once (a resent
+//! event spends no quota: the limiter remembers ids within its dedup window). No key or org was served more than GCRA allows:
 //! with `L` per minute, interval `T = floor(60 s / L)` (µs, as the limiter computes it), `n`
 //! allowed requests at server times `t_1 <= … <= t_n` satisfy `TAT_n >= t_1 + n·T` and
 //! `TAT_n - t_n <= L·T`, so `n <= L + floor((t_n - t_1) / T)`; `t_1` and `t_n` are bounded by
@@ -82,7 +82,7 @@ pub struct MeterRow {
     pub events: u64,
     /// `hard N`, `N + overage`, or `-`.
     pub quota: String,
-    /// The limiter's quota counter (units of 2xx requests, resends included), when known.
+    /// The limiter's quota counter (units of 2xx requests, each event id once), when known.
     pub limiter: Option<u64>,
     /// Quota refusals of the org (any meter).
     pub refused: u64,
@@ -312,12 +312,14 @@ pub async fn check(inputs: Inputs<'_>) -> anyhow::Result<Books> {
         }
         if let Some(batch) = &record.batch {
             for event in batch.distinct() {
-                *limiter_units.entry((org, event.meter.into())).or_default() += event.quantity;
                 let promise = (event.meter.to_owned(), event.quantity, org);
                 match promised_events.get(&(org, event.id.as_str())) {
                     Some(earlier) if *earlier != promise => inconsistent += 1,
                     Some(_) => {}
                     None => {
+                        // A resent id spends no quota again: the limiter counts it once too.
+                        *limiter_units.entry((org, event.meter.into())).or_default() +=
+                            event.quantity;
                         *promised_units.entry((org, event.meter.into())).or_default() +=
                             event.quantity;
                         promised_events.insert((org, event.id.as_str()), promise);
@@ -599,7 +601,7 @@ pub async fn check(inputs: Inputs<'_>) -> anyhow::Result<Books> {
                 .unwrap_or(0);
             if used != expected || used > limit {
                 limiter_diffs.push(format!(
-                    "{} {meter}: limiter counted {used}, 2xx requests carried {expected}, quota {limit}",
+                    "{} {meter}: limiter counted {used}, 2xx requests carried {expected} (ids once), quota {limit}",
                     tenants.orgs[*org].label
                 ));
             }
@@ -654,7 +656,7 @@ pub async fn check(inputs: Inputs<'_>) -> anyhow::Result<Books> {
     if redis.is_some() {
         verdict(
             &mut checks,
-            "limiter quota counters = units of the 2xx requests (resends included)",
+            "limiter quota counters = units of the 2xx requests (each event id once)",
             limiter_diffs.is_empty(),
             format!(
                 "{} differences{}",

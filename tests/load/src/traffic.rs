@@ -336,8 +336,13 @@ fn contract(
             (!ok).then(|| format!("verify 200 with an unexpected body: {answer}"))
         }
         (202, Some(batch)) => {
+            // New events are `accepted`, those counted before `duplicates`: all are answered.
             let distinct = batch.distinct().len() as u64;
-            (answer["accepted"].as_u64() != Some(distinct))
+            let answered = answer["accepted"]
+                .as_u64()
+                .zip(answer["duplicates"].as_u64())
+                .map(|(new, seen)| new + seen);
+            (answered != Some(distinct))
                 .then(|| format!("events 202 says {answer} for {distinct} distinct events"))
         }
         (429, _) => match answer["code"].as_str() {

@@ -12,6 +12,22 @@
 
 use super::orgs::{cancellation_codes, is_cancellation, org_pk};
 use super::{DynamoStore, Item, get_n, get_s, get_time, key, malformed, ms, n, s, sdk_error};
+
+/// A counter as read: `ADD` keeps adding past `i64::MAX` (DynamoDB numbers have 38 digits), so
+/// a counter beyond it reads as `i64::MAX`, saturated, like the SQL backends store it.
+fn get_counter(item: &Item, name: &str) -> StoreResult<u64> {
+    let raw = item
+        .get(name)
+        .and_then(|v| v.as_n().ok())
+        .ok_or_else(|| malformed(name))?;
+    match raw.parse::<i64>() {
+        Ok(value) => u64::try_from(value).map_err(|_| malformed(name)),
+        Err(_) if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(i64::MAX.unsigned_abs())
+        }
+        Err(_) => Err(malformed(name)),
+    }
+}
 use crate::domain::{
     ApiKeyId, CounterKey, Granularity, OrgId, UsageEvent, UsagePoint, sum_counters,
 };
@@ -184,8 +200,7 @@ impl UsageStore for DynamoStore {
                 let point = UsagePoint {
                     period_start: get_time(item, "period_start")?,
                     meter: get_s(item, "meter")?.to_owned(),
-                    quantity: u64::try_from(get_n(item, "quantity")?)
-                        .map_err(|_| malformed("quantity"))?,
+                    quantity: get_counter(item, "quantity")?,
                 };
                 let wanted = point.period_start < to && meter.is_none_or(|m| m == point.meter);
                 if wanted {

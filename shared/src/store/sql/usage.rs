@@ -42,13 +42,18 @@ impl UsageStore for SqlStore {
                 fresh.push(event);
             }
         }
-        // Only events recorded just now count, summed per counter first: one upsert each.
+        // Only events recorded just now count, summed per counter first: one upsert each. A
+        // counter saturates at i64::MAX (the column's largest) instead of overflowing: SQLite
+        // would turn it into a REAL, Postgres would fail the whole batch.
         for (counter, quantity) in sum_counters(fresh.iter().copied()) {
             sqlx::query(
                 "INSERT INTO usage_counters (org_id, granularity, period_start, meter, quantity) \
                  VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (org_id, granularity, period_start, meter) \
-                 DO UPDATE SET quantity = usage_counters.quantity + excluded.quantity",
+                 DO UPDATE SET quantity = CASE \
+                     WHEN usage_counters.quantity > 9223372036854775807 - excluded.quantity \
+                     THEN 9223372036854775807 \
+                     ELSE usage_counters.quantity + excluded.quantity END",
             )
             .bind(counter.org_id.as_str())
             .bind(counter.granularity.as_str())

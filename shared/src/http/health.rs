@@ -107,8 +107,10 @@ async fn probe<E: std::fmt::Debug>(
     (report, result.is_ok())
 }
 
-/// Pings each backend, so an operator or load balancer sees which one is down; a round of
-/// checks younger than [`HEALTH_TTL`] answers instead.
+/// Pings each backend, so an operator or load balancer sees which one is down.
+///
+/// One round of checks answers every request for a second (requests during a round wait for
+/// it), so an unauthenticated flood costs the backends at most one round a second.
 #[utoipa::path(get, path = "/v1/health", tag = "health", operation_id = "health_backends",
     responses(
         (status = 200, description = "Every backend answers", body = HealthReport),

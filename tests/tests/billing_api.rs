@@ -3,7 +3,7 @@
 //! reports in JSON and CSV, the upcoming invoice, and Stripe's signed webhooks applied once.
 
 use meterline::auth::{WebhookSecret, sign};
-use meterline_e2e::{Account, Backend, Reply, Server, call, unique_email};
+use meterline_e2e::{Account, Backend, Reply, Server, call, link_token, unique_email};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -24,23 +24,37 @@ struct Fixture {
     admin: Account,
     owner: Account,
     org: String,
+    /// A second configured platform-admin address that no account has yet.
+    spare_admin_email: String,
+}
+
+/// Proves `email`'s address with the link its signup mailed.
+async fn verify_email(server: &Server, email: &str) {
+    let token = link_token(&server.last_mail(email, "verify_email"));
+    let verified = server
+        .post("/v1/auth/verify-email", json!({ "token": token }), None)
+        .await;
+    assert_eq!(verified.status, StatusCode::OK, "{}", verified.body);
 }
 
 impl Fixture {
     async fn new(backend: Backend) -> Self {
         let admin_email = unique_email();
+        let spare_admin_email = unique_email();
+        let admins = format!("{admin_email},{spare_admin_email}");
         let server = Server::start_with(
             backend,
             &[
                 ("AUTH_IP_LIMIT_PER_MIN", "0"),
                 ("PLANS_JSON", PLANS),
-                ("PLATFORM_ADMIN_EMAILS", &admin_email),
+                ("PLATFORM_ADMIN_EMAILS", &admins),
                 ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("KEY_CACHE_TTL_SECS", "1"),
             ],
         )
         .await;
         let user = server.signup(&admin_email, "correct horse battery").await;
+        verify_email(&server, &admin_email).await;
         let tokens = server.login(&admin_email, "correct horse battery").await;
         let admin = Account {
             id: user["id"].as_str().expect("id").into(),
@@ -54,6 +68,7 @@ impl Fixture {
             admin,
             owner,
             org,
+            spare_admin_email,
         }
     }
 
@@ -598,7 +613,8 @@ async fn stripe_webhooks_apply_once_and_only_when_signed(backend: Backend) {
     );
 
     let failed = json!({"id": "evt_failed_1", "type": "invoice.payment_failed",
-        "data": {"object": {"subscription_details": {"metadata": {"org_id": f.org}}}}});
+        "data": {"object": {"subscription": "sub_1", "customer": "cus_1",
+                            "subscription_details": {"metadata": {"org_id": f.org}}}}});
     assert_eq!(
         f.webhook(&failed, now, WEBHOOK_SECRET).await.body["result"],
         "applied"
@@ -620,7 +636,7 @@ async fn stripe_webhooks_apply_once_and_only_when_signed(backend: Backend) {
     );
 
     let ended = json!({"id": "evt_deleted_1", "type": "customer.subscription.deleted",
-        "data": {"object": {"metadata": {"org_id": f.org}}}});
+        "data": {"object": {"id": "sub_1", "customer": "cus_1", "metadata": {"org_id": f.org}}}});
     assert_eq!(
         f.webhook(&ended, now, WEBHOOK_SECRET).await.body["result"],
         "applied"
@@ -637,10 +653,156 @@ async fn stripe_webhooks_apply_once_and_only_when_signed(backend: Backend) {
     assert_eq!(current.body["status"], "canceled");
 }
 
+async fn platform_admin_rights_need_a_verified_email(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    // Anyone may sign up with a configured admin address; until its owner proves it by the
+    // mailed link, it grants nothing.
+    let email = f.spare_admin_email.clone();
+    f.server.signup(&email, "correct horse battery").await;
+    let tokens = f.server.login(&email, "correct horse battery").await;
+    let squatter = Account {
+        id: String::new(),
+        email: email.clone(),
+        token: tokens.access,
+    };
+    let plan = json!({"id": "pln_squat", "name": "Squat", "price_cents": 0, "rate_limit_rpm": 10});
+    f.call(&squatter, Method::POST, "/v1/plans", plan.clone())
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    f.call(&squatter, Method::GET, "/v1/plans/audit-log", Value::Null)
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    f.call(
+        &squatter,
+        Method::PUT,
+        "/v1/plans/pln_free",
+        json!({"name": "Free", "price_cents": 100_000, "rate_limit_rpm": 1}),
+    )
+    .await
+    .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(
+        f.server.get("/v1/plans/pln_free", None).await.body["price_cents"],
+        0,
+        "a refused edit changes nothing"
+    );
+
+    verify_email(&f.server, &email).await;
+    let tokens = f.server.login(&email, "correct horse battery").await;
+    let verified = Account {
+        token: tokens.access,
+        ..squatter
+    };
+    let created = f.call(&verified, Method::POST, "/v1/plans", plan).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+}
+
+async fn an_archived_plan_cannot_be_edited(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let team = json!({"id": "pln_team", "name": "Team", "price_cents": 1900, "rate_limit_rpm": 1200});
+    let created = f.call(&f.admin, Method::POST, "/v1/plans", team).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let archived = f
+        .call(&f.admin, Method::DELETE, "/v1/plans/pln_team", Value::Null)
+        .await;
+    assert_eq!(archived.status, StatusCode::OK, "{}", archived.body);
+    f.call(
+        &f.admin,
+        Method::PUT,
+        "/v1/plans/pln_team",
+        json!({"name": "Team", "price_cents": 1, "rate_limit_rpm": 1200}),
+    )
+    .await
+    .assert_problem(StatusCode::CONFLICT, "plan_archived");
+    let plan = f.server.get("/v1/plans/pln_team", None).await;
+    assert_eq!(plan.body["price_cents"], 1900, "{}", plan.body);
+    assert_eq!(plan.body["archived"], true);
+}
+
+/// A Stripe event about subscription `sub` of customer `customer` for the fixture's org.
+fn about(event_id: &str, kind: &str, org: &str, sub: &str, customer: &str) -> Value {
+    let object = if kind.starts_with("invoice.") {
+        json!({"object": "invoice", "customer": customer, "subscription": sub,
+               "subscription_details": {"metadata": {"org_id": org}}})
+    } else {
+        json!({"object": "subscription", "id": sub, "customer": customer,
+               "metadata": {"org_id": org}})
+    };
+    json!({"id": event_id, "type": kind, "data": {"object": object}})
+}
+
+async fn a_webhook_about_another_subscription_changes_nothing(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let now = chrono::Utc::now().timestamp();
+    let subscription = || async {
+        f.call(
+            &f.owner,
+            Method::GET,
+            &f.org_path("/subscription"),
+            Value::Null,
+        )
+        .await
+        .body
+    };
+    // On the default plan there is no provider subscription at all: nothing to mark.
+    let early = about("evt_x0", "invoice.payment_failed", &f.org, "sub_1", "cus_1");
+    assert_eq!(
+        f.webhook(&early, now, WEBHOOK_SECRET).await.body["result"],
+        "ignored"
+    );
+    assert_eq!(subscription().await["status"], "active");
+
+    let bought = f
+        .webhook(&checkout("evt_checkout", &f.org), now, WEBHOOK_SECRET)
+        .await;
+    assert_eq!(bought.body["result"], "applied", "{}", bought.body);
+    let before = subscription().await;
+    assert_eq!(before["plan_id"], "pln_pro");
+    let log_before = f.actions().await;
+
+    for (id, kind, sub, customer) in [
+        ("evt_x1", "invoice.payment_failed", "sub_old", "cus_1"),
+        ("evt_x2", "invoice.paid", "sub_old", "cus_1"),
+        ("evt_x3", "customer.subscription.deleted", "sub_old", "cus_1"),
+        ("evt_x4", "customer.subscription.deleted", "sub_1", "cus_other"),
+        ("evt_x5", "invoice.payment_failed", "sub_1", "cus_other"),
+    ] {
+        let event = about(id, kind, &f.org, sub, customer);
+        let reply = f.webhook(&event, now, WEBHOOK_SECRET).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.body["result"], "ignored", "{kind} {sub} {customer}");
+    }
+    // An event naming no subscription cannot be about the current one either.
+    let unnamed = json!({"id": "evt_x6", "type": "customer.subscription.deleted",
+        "data": {"object": {"metadata": {"org_id": f.org}}}});
+    assert_eq!(
+        f.webhook(&unnamed, now, WEBHOOK_SECRET).await.body["result"],
+        "ignored"
+    );
+    assert_eq!(subscription().await, before, "ignored events change nothing");
+    assert_eq!(f.actions().await, log_before, "and audit nothing");
+
+    // The org's own subscription still goes through.
+    let failed = about("evt_y1", "invoice.payment_failed", &f.org, "sub_1", "cus_1");
+    assert_eq!(
+        f.webhook(&failed, now, WEBHOOK_SECRET).await.body["result"],
+        "applied"
+    );
+    assert_eq!(subscription().await["status"], "past_due");
+    let ended = about("evt_y2", "customer.subscription.deleted", &f.org, "sub_1", "cus_1");
+    assert_eq!(
+        f.webhook(&ended, now, WEBHOOK_SECRET).await.body["result"],
+        "applied"
+    );
+    assert_eq!(subscription().await["plan_id"], "pln_free");
+}
+
 meterline_e2e::on_every_backend!(
     the_catalog_is_public_and_edited_by_platform_admins,
     owners_subscribe_change_and_cancel,
     plans_drive_the_metering_limits,
     usage_reports_and_the_invoice_add_up,
     stripe_webhooks_apply_once_and_only_when_signed,
+    platform_admin_rights_need_a_verified_email,
+    an_archived_plan_cannot_be_edited,
+    a_webhook_about_another_subscription_changes_nothing,
 );

@@ -191,10 +191,17 @@ impl Billing {
             .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("bad system actor id")).into())
     }
 
+    /// Platform-admin rights hold for a configured address only once its owner has proven it:
+    /// anyone may sign up with an address, so an unverified one proves nothing.
     async fn require_platform_admin(&self, caller: &UserId) -> Result<(), BillingError> {
         let account = self.store.user_by_id(caller).await?;
         match account {
-            Some(account) if self.policy.platform_admins.contains(&account.user.email) => Ok(()),
+            Some(account)
+                if account.user.email_verified
+                    && self.policy.platform_admins.contains(&account.user.email) =>
+            {
+                Ok(())
+            }
             _ => Err(BillingError::NotPlatformAdmin),
         }
     }
@@ -259,7 +266,7 @@ impl Billing {
     }
 
     /// Replaces a plan's terms (platform admins). Orgs on it get the new limits within a
-    /// minute and the new prices on their next invoice.
+    /// minute and the new prices on their next invoice. An archived plan cannot be edited.
     pub async fn update_plan(
         &self,
         caller: &UserId,
@@ -269,6 +276,10 @@ impl Billing {
     ) -> Result<Plan, BillingError> {
         self.require_platform_admin(caller).await?;
         let before = self.plan(id).await?;
+        if before.archived {
+            // Its subscribers stay on the terms they chose; an archived plan is frozen.
+            return Err(BillingError::PlanArchived);
+        }
         terms.validate()?;
         let after = terms.into_plan(before.id.clone(), Some(&before), self.now());
         self.write_plan(caller, "plan.updated", Some(&before), &after, origin)

@@ -91,6 +91,27 @@ impl Server {
         limiter: Arc<dyn Limiter>,
         sink: Option<Arc<dyn UsageSink>>,
     ) -> Self {
+        Self::start_timed(store, settings, limiter, sink, Arc::new(SystemClock)).await
+    }
+
+    /// A server on `backend` whose services read the time from `clock` (e.g. a
+    /// `ManualClock`, to cross a billing period's end without waiting for it).
+    pub async fn start_with_clock(
+        backend: Backend,
+        settings: &[(&str, &str)],
+        clock: Arc<dyn meterline::clock::Clock>,
+    ) -> Self {
+        let limiter = Arc::new(LocalLimiter::new());
+        Self::start_timed(backend.store().await, settings, limiter, None, clock).await
+    }
+
+    async fn start_timed(
+        store: Arc<dyn Store>,
+        settings: &[(&str, &str)],
+        limiter: Arc<dyn Limiter>,
+        sink: Option<Arc<dyn UsageSink>>,
+        clock: Arc<dyn meterline::clock::Clock>,
+    ) -> Self {
         let outbox = std::env::temp_dir().join(format!(
             "meterline-outbox-{}",
             ulid::Ulid::new().to_string().to_lowercase()
@@ -103,8 +124,7 @@ impl Server {
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let outbox = std::path::PathBuf::from(&vars["MAIL_OUTBOX_DIR"]);
         let config = Config::from_vars(&vars).expect("test configuration is valid");
-        let state =
-            AppState::assemble(config, store, limiter, Arc::new(SystemClock)).expect("state");
+        let state = AppState::assemble(config, store, limiter, clock).expect("state");
         let state = match sink {
             Some(sink) => state.with_sink(sink),
             None => state,

@@ -2,10 +2,14 @@
 //! admins, subscriptions (owner only, audited), plans driving the metering limits, usage
 //! reports in JSON and CSV, the upcoming invoice, and Stripe's signed webhooks applied once.
 
+use chrono::{TimeZone, Utc};
 use meterline::auth::{WebhookSecret, sign};
+use meterline::clock::{Clock, ManualClock, SystemClock};
+use meterline::domain::OrgId;
 use meterline_e2e::{Account, Backend, Reply, Server, call, link_token, unique_email};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 const WEBHOOK_SECRET: &str = "whsec_e2e_0123456789";
@@ -39,10 +43,15 @@ async fn verify_email(server: &Server, email: &str) {
 
 impl Fixture {
     async fn new(backend: Backend) -> Self {
+        Self::on_clock(backend, Arc::new(SystemClock)).await
+    }
+
+    /// The fixture on a server whose services read the time from `clock`.
+    async fn on_clock(backend: Backend, clock: Arc<dyn Clock>) -> Self {
         let admin_email = unique_email();
         let spare_admin_email = unique_email();
         let admins = format!("{admin_email},{spare_admin_email}");
-        let server = Server::start_with(
+        let server = Server::start_with_clock(
             backend,
             &[
                 ("AUTH_IP_LIMIT_PER_MIN", "0"),
@@ -51,6 +60,7 @@ impl Fixture {
                 ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("KEY_CACHE_TTL_SECS", "1"),
             ],
+            clock,
         )
         .await;
         let user = server.signup(&admin_email, "correct horse battery").await;
@@ -698,7 +708,8 @@ async fn platform_admin_rights_need_a_verified_email(backend: Backend) {
 
 async fn an_archived_plan_cannot_be_edited(backend: Backend) {
     let f = Fixture::new(backend).await;
-    let team = json!({"id": "pln_team", "name": "Team", "price_cents": 1900, "rate_limit_rpm": 1200});
+    let team =
+        json!({"id": "pln_team", "name": "Team", "price_cents": 1900, "rate_limit_rpm": 1200});
     let created = f.call(&f.admin, Method::POST, "/v1/plans", team).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let archived = f
@@ -762,8 +773,18 @@ async fn a_webhook_about_another_subscription_changes_nothing(backend: Backend) 
     for (id, kind, sub, customer) in [
         ("evt_x1", "invoice.payment_failed", "sub_old", "cus_1"),
         ("evt_x2", "invoice.paid", "sub_old", "cus_1"),
-        ("evt_x3", "customer.subscription.deleted", "sub_old", "cus_1"),
-        ("evt_x4", "customer.subscription.deleted", "sub_1", "cus_other"),
+        (
+            "evt_x3",
+            "customer.subscription.deleted",
+            "sub_old",
+            "cus_1",
+        ),
+        (
+            "evt_x4",
+            "customer.subscription.deleted",
+            "sub_1",
+            "cus_other",
+        ),
         ("evt_x5", "invoice.payment_failed", "sub_1", "cus_other"),
     ] {
         let event = about(id, kind, &f.org, sub, customer);
@@ -778,7 +799,11 @@ async fn a_webhook_about_another_subscription_changes_nothing(backend: Backend) 
         f.webhook(&unnamed, now, WEBHOOK_SECRET).await.body["result"],
         "ignored"
     );
-    assert_eq!(subscription().await, before, "ignored events change nothing");
+    assert_eq!(
+        subscription().await,
+        before,
+        "ignored events change nothing"
+    );
     assert_eq!(f.actions().await, log_before, "and audit nothing");
 
     // The org's own subscription still goes through.
@@ -788,12 +813,223 @@ async fn a_webhook_about_another_subscription_changes_nothing(backend: Backend) 
         "applied"
     );
     assert_eq!(subscription().await["status"], "past_due");
-    let ended = about("evt_y2", "customer.subscription.deleted", &f.org, "sub_1", "cus_1");
+    let ended = about(
+        "evt_y2",
+        "customer.subscription.deleted",
+        &f.org,
+        "sub_1",
+        "cus_1",
+    );
     assert_eq!(
         f.webhook(&ended, now, WEBHOOK_SECRET).await.body["result"],
         "applied"
     );
     assert_eq!(subscription().await["plan_id"], "pln_free");
+}
+
+/// `(quantity, unit_amount_cents)` of an invoice's lines for `meter`.
+fn charged(invoice: &Value, meter: &str) -> Vec<(u64, u64)> {
+    invoice["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter(|l| l["meter"] == meter)
+        .map(|l| {
+            (
+                l["quantity"].as_u64().expect("q"),
+                l["unit_amount_cents"].as_u64().expect("u"),
+            )
+        })
+        .collect()
+}
+
+async fn send_requests(f: &Fixture, key: &str, prefix: &str, n: usize) {
+    let events: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("{prefix}{i}"), "meter": "requests", "quantity": 1}))
+        .collect();
+    let sent = f
+        .server
+        .metered("/v1/events", Some(key), json!({"events": events}))
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+}
+
+async fn a_downgrade_waits_for_the_period_end_and_usage_keeps_its_plans_price(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let f = Fixture::on_clock(backend, clock.clone()).await;
+    let keyed = f.server.keyed(json!({"name": "k"})).await;
+    let path = format!("/v1/orgs/{}/subscription", keyed.org);
+    let invoice_path = format!("/v1/orgs/{}/invoices/upcoming", keyed.org);
+    let token = keyed.owner.token.clone();
+    let choose = |plan: &'static str| {
+        let (path, token) = (path.clone(), token.clone());
+        let server = &f.server;
+        async move { call(server, Method::PUT, &path, &token, json!({"plan_id": plan})).await }
+    };
+
+    // 20 requests under free: 5 included, 10 at 3¢, 5 at 1¢ = 35¢.
+    send_requests(&f, &keyed.key, "free", 20).await;
+    clock.advance(chrono::Duration::minutes(1));
+    let upgraded = choose("pln_pro").await;
+    assert_eq!(upgraded.status, StatusCode::OK, "{}", upgraded.body);
+    assert_eq!(
+        upgraded.body["plan_id"], "pln_pro",
+        "an upgrade acts at once"
+    );
+    assert_eq!(upgraded.body["pending_plan_id"], Value::Null);
+    // 30 more under pro, which includes them.
+    send_requests(&f, &keyed.key, "pro", 30).await;
+
+    let downgraded = choose("pln_free").await;
+    assert_eq!(downgraded.status, StatusCode::OK, "{}", downgraded.body);
+    assert_eq!(
+        downgraded.body["plan_id"], "pln_pro",
+        "a downgrade waits for the period's end"
+    );
+    assert_eq!(downgraded.body["pending_plan_id"], "pln_free");
+    let current = call(&f.server, Method::GET, &path, &token, Value::Null).await;
+    assert_eq!(current.body["plan_id"], "pln_pro", "{}", current.body);
+    assert_eq!(current.body["pending_plan_id"], "pln_free");
+
+    let invoice = call(&f.server, Method::GET, &invoice_path, &token, Value::Null).await;
+    assert_eq!(invoice.status, StatusCode::OK, "{}", invoice.body);
+    assert_eq!(invoice.body["plan_id"], "pln_pro");
+    assert_eq!(
+        charged(&invoice.body, "requests"),
+        [(5, 0), (10, 3), (5, 1), (30, 0)],
+        "{}",
+        invoice.body
+    );
+    let lines = invoice.body["lines"].as_array().expect("lines");
+    let pro_base = lines[1]["amount_cents"].as_u64().expect("amount");
+    assert!(pro_base > 0 && pro_base <= 4900, "{}", invoice.body);
+    assert_eq!(invoice.body["total_cents"], 35 + pro_base);
+
+    // The period ends: the downgrade takes over, and the closed period keeps its prices.
+    let period_end = chrono::DateTime::parse_from_rfc3339(
+        current.body["current_period_end"].as_str().expect("end"),
+    )
+    .expect("time")
+    .with_timezone(&Utc);
+    let during = clock.now();
+    clock.advance(period_end - during + chrono::Duration::hours(1));
+    let token = f
+        .server
+        .login(&keyed.owner.email, "correct horse battery")
+        .await
+        .access;
+    let next = call(&f.server, Method::GET, &path, &token, Value::Null).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.body);
+    assert_eq!(next.body["plan_id"], "pln_free", "{}", next.body);
+    assert_eq!(next.body["pending_plan_id"], Value::Null);
+    let org = f
+        .server
+        .state
+        .store
+        .org(&OrgId::parse(&keyed.org).expect("org id"))
+        .await
+        .expect("read")
+        .expect("org");
+    let closed = f
+        .server
+        .state
+        .billing
+        .invoice_for(&org, during)
+        .await
+        .expect("invoice");
+    assert_eq!(closed.plan_id.as_str(), "pln_pro");
+    assert_eq!(closed.total_cents, 35 + pro_base);
+    let upcoming = call(&f.server, Method::GET, &invoice_path, &token, Value::Null).await;
+    assert_eq!(upcoming.body["plan_id"], "pln_free", "{}", upcoming.body);
+    assert_eq!(upcoming.body["total_cents"], 0);
+}
+
+async fn plan_changes_are_capped_per_period(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let path = f.org_path("/subscription");
+    // Up, scheduled down, withdrawn, scheduled down, ...: ten changes, then no more.
+    for i in 0..10 {
+        let plan = if i % 2 == 0 { "pln_pro" } else { "pln_free" };
+        let reply = f
+            .call(&f.owner, Method::PUT, &path, json!({"plan_id": plan}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "change {i}: {}", reply.body);
+        assert_eq!(reply.body["plan_id"], "pln_pro");
+    }
+    let before = f.call(&f.owner, Method::GET, &path, Value::Null).await;
+    assert_eq!(before.body["pending_plan_id"], "pln_free");
+    f.call(&f.owner, Method::PUT, &path, json!({"plan_id": "pln_pro"}))
+        .await
+        .assert_problem(StatusCode::CONFLICT, "too_many_plan_changes");
+    let after = f.call(&f.owner, Method::GET, &path, Value::Null).await;
+    assert_eq!(after.body, before.body, "a refused change changes nothing");
+    let changes = f
+        .actions()
+        .await
+        .iter()
+        .filter(|a| a.starts_with("subscription."))
+        .count();
+    assert_eq!(changes, 10);
+}
+
+async fn the_base_price_total_is_rounded_once(backend: Backend) {
+    let dec1 = Utc
+        .with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
+        .single()
+        .expect("date");
+    let clock = Arc::new(ManualClock::new(dec1));
+    let f = Fixture::on_clock(backend, clock.clone()).await;
+    for (id, price) in [("pln_b31", 31), ("pln_c62", 62)] {
+        let plan = json!({"id": id, "name": id, "price_cents": price, "rate_limit_rpm": 600});
+        let created = f.call(&f.admin, Method::POST, "/v1/plans", plan).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+    let path = f.org_path("/subscription");
+    // Access tokens expire by the server's clock, so the owner logs in again after each jump.
+    async fn owner(f: &Fixture) -> Account {
+        let email = f.owner.email.clone();
+        let token = f.server.login(&email, "correct horse battery").await.access;
+        Account {
+            id: String::new(),
+            email,
+            token,
+        }
+    }
+    // December has 31 days: 31¢ for 12 hours is 0.5¢, 62¢ for 30.25 days is 60.5¢.
+    clock.advance(chrono::Duration::hours(6));
+    let b = f
+        .call(
+            &owner(&f).await,
+            Method::PUT,
+            &path,
+            json!({"plan_id": "pln_b31"}),
+        )
+        .await;
+    assert_eq!(b.body["plan_id"], "pln_b31", "{}", b.body);
+    clock.advance(chrono::Duration::hours(12));
+    let me = owner(&f).await;
+    let c = f
+        .call(&me, Method::PUT, &path, json!({"plan_id": "pln_c62"}))
+        .await;
+    assert_eq!(c.body["plan_id"], "pln_c62", "{}", c.body);
+    let invoice = f
+        .call(
+            &me,
+            Method::GET,
+            &f.org_path("/invoices/upcoming"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(invoice.status, StatusCode::OK, "{}", invoice.body);
+    let base: Vec<u64> = invoice.body["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["amount_cents"].as_u64().expect("amount"))
+        .collect();
+    // 0 + 0.5 + 60.5 = 61 exactly: rounded once, not 0 + 1 + 61.
+    assert_eq!(invoice.body["total_cents"], 61, "{}", invoice.body);
+    assert_eq!(base, [0, 1, 60]);
 }
 
 meterline_e2e::on_every_backend!(
@@ -805,4 +1041,7 @@ meterline_e2e::on_every_backend!(
     platform_admin_rights_need_a_verified_email,
     an_archived_plan_cannot_be_edited,
     a_webhook_about_another_subscription_changes_nothing,
+    a_downgrade_waits_for_the_period_end_and_usage_keeps_its_plans_price,
+    plan_changes_are_capped_per_period,
+    the_base_price_total_is_rounded_once,
 );

@@ -186,8 +186,10 @@ impl Billing {
                     return Ok(outcome("ignored"));
                 }
                 if after.plan_id != plan {
-                    after.switch_to(&plan, now);
+                    let counted = self.period_totals(&org, now).await?;
+                    after.switch_to(&plan, now, counted);
                 }
+                after.pending = None;
                 after.status = SubscriptionStatus::Active;
                 after.cancel_at = None;
                 after.provider_customer_id = customer.or(after.provider_customer_id);
@@ -208,8 +210,10 @@ impl Billing {
             Change::Ended(_) => {
                 let default = self.plans.default_plan().clone();
                 if after.plan_id != default {
-                    after.switch_to(&default, now);
+                    let counted = self.period_totals(&org, now).await?;
+                    after.switch_to(&default, now, counted);
                 }
+                after.pending = None;
                 after.status = SubscriptionStatus::Canceled;
                 after.cancel_at = None;
                 after.provider_subscription_id = None;

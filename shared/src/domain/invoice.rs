@@ -340,6 +340,9 @@ mod tests {
         total: u64,
     }
 
+    /// A plan, its span, and the units counted under it.
+    type SpanWithUsage = (Plan, DateTime<Utc>, DateTime<Utc>, BTreeMap<String, u64>);
+
     fn invoice_of(
         spans: &[(Plan, DateTime<Utc>, DateTime<Utc>)],
         usage: &[(&str, u64)],
@@ -366,9 +369,7 @@ mod tests {
         invoice_by_span(&with_usage)
     }
 
-    fn invoice_by_span(
-        spans: &[(Plan, DateTime<Utc>, DateTime<Utc>, BTreeMap<String, u64>)],
-    ) -> Invoice {
+    fn invoice_by_span(spans: &[SpanWithUsage]) -> Invoice {
         let priced: Vec<PricedSpan<'_>> = spans
             .iter()
             .map(|(plan, from, to, usage)| PricedSpan {

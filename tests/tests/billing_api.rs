@@ -955,6 +955,12 @@ async fn plan_changes_are_capped_per_period(backend: Backend) {
             .await;
         assert_eq!(reply.status, StatusCode::OK, "change {i}: {}", reply.body);
         assert_eq!(reply.body["plan_id"], "pln_pro");
+        let pending = if i % 2 == 0 {
+            Value::Null
+        } else {
+            json!("pln_free")
+        };
+        assert_eq!(reply.body["pending_plan_id"], pending, "change {i}");
     }
     let before = f.call(&f.owner, Method::GET, &path, Value::Null).await;
     assert_eq!(before.body["pending_plan_id"], "pln_free");
@@ -970,6 +976,13 @@ async fn plan_changes_are_capped_per_period(backend: Backend) {
         .filter(|a| a.starts_with("subscription."))
         .count();
     assert_eq!(changes, 10);
+    // Cancelling is not a plan change; the fall back to the default plan replaces the
+    // scheduled downgrade.
+    let cancelled = f.call(&f.owner, Method::DELETE, &path, Value::Null).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(cancelled.body["cancel_at_period_end"], true);
+    assert_eq!(cancelled.body["pending_plan_id"], Value::Null);
+    assert_eq!(cancelled.body["plan_id"], "pln_pro");
 }
 
 async fn the_base_price_total_is_rounded_once(backend: Backend) {

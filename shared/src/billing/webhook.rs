@@ -28,7 +28,6 @@ pub struct WebhookOutcome {
 }
 
 /// The provider subscription (and customer) an event is about, as its object names them.
-#[derive(Default)]
 struct Subject {
     subscription: Option<String>,
     customer: Option<String>,

@@ -95,10 +95,20 @@ impl Server {
     }
 
     /// A server on `backend` whose services read the time from `clock` (e.g. a
-    /// [`meterline::clock::ManualClock`], to let invitations expire without waiting).
-    pub async fn start_clocked(backend: Backend, clock: Arc<dyn Clock>) -> Self {
+    /// `ManualClock`, to cross a billing period's end or let invitations expire without
+    /// waiting).
+    pub async fn start_with_clock(
+        backend: Backend,
+        settings: &[(&str, &str)],
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let limiter = Arc::new(LocalLimiter::new());
-        Self::start_timed(backend.store().await, &[], limiter, None, clock).await
+        Self::start_timed(backend.store().await, settings, limiter, None, clock).await
+    }
+
+    /// [`Server::start_with_clock`] with the default settings.
+    pub async fn start_clocked(backend: Backend, clock: Arc<dyn Clock>) -> Self {
+        Self::start_with_clock(backend, &[], clock).await
     }
 
     async fn start_timed(

@@ -153,13 +153,14 @@ async fn create_plan(
 }
 
 /// Changes a plan's terms (platform admins); orgs on it get the new limits within a minute.
+/// An archived plan is frozen.
 #[utoipa::path(put, path = "/v1/plans/{plan}", tag = "billing", security(("bearer" = [])),
     params(("plan" = PlanId, Path, description = "The plan")), request_body = PlanTerms,
     responses((status = 200, description = "The plan as changed", body = Plan),
         (status = 403,
             description = "`forbidden`: not a platform admin (`PLATFORM_ADMIN_EMAILS`)",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`plan_archived`",
+        (status = 409, description = "`plan_archived`: an archived plan cannot be edited",
             body = Problem, content_type = "application/problem+json")))]
 async fn update_plan(
     State(billing): State<Billing>,
@@ -358,7 +359,10 @@ struct ChoosePlan {
     plan_id: String,
 }
 
-/// Moves the org to a plan now (owners); a pending cancellation is withdrawn.
+/// Chooses a plan (owners). A plan with a higher base price acts at once (the base price is
+/// prorated); any other is scheduled for the period's end and shown as `pending_plan_id`.
+/// Choosing the current plan again withdraws a scheduled downgrade or a cancellation. At most
+/// 10 plan changes per period.
 #[utoipa::path(put, path = "/v1/orgs/{org}/subscription", tag = "billing",
     security(("bearer" = [])),
     params(("org" = OrgId, Path, description = "The organization")),
@@ -366,7 +370,8 @@ struct ChoosePlan {
     responses((status = 200, description = "The subscription", body = SubscriptionView),
         (status = 403, description = "`forbidden`: only owners manage the subscription",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`plan_archived`: the plan takes no new subscribers",
+        (status = 409, description = "`plan_archived`: the plan takes no new subscribers; \
+            `too_many_plan_changes`: 10 plan changes this period already",
             body = Problem, content_type = "application/problem+json")))]
 async fn put_subscription(
     State(billing): State<Billing>,
@@ -382,7 +387,8 @@ async fn put_subscription(
     ))
 }
 
-/// Cancels at the period's end (owners): the org goes back to the default plan then.
+/// Cancels at the period's end (owners): the org goes back to the default plan then (this
+/// replaces a scheduled downgrade).
 #[utoipa::path(delete, path = "/v1/orgs/{org}/subscription", tag = "billing",
     security(("bearer" = [])), params(("org" = OrgId, Path, description = "The organization")),
     responses((status = 200, description = "The subscription, ending at the period's end",

@@ -12,9 +12,10 @@ pub use webhook::WebhookOutcome;
 use crate::auth::WebhookSecret;
 use crate::clock::Clock;
 use crate::domain::{
-    AuditEntry, AuditOrigin, Email, Granularity, Invoice, Org, OrgAction, OrgId, Page, PageRequest,
-    Plan, PlanId, PlanTerms, Subscription, SubscriptionStatus, UsagePoint, UserId, ValidationError,
-    billing_period, compute_invoice,
+    AuditEntry, AuditOrigin, Email, Granularity, Invoice, MAX_PLAN_CHANGES_PER_PERIOD, Org,
+    OrgAction, OrgId, Page, PageRequest, Plan, PlanId, PlanSpan, PlanTerms, PricedSpan,
+    Subscription, SubscriptionStatus, UsagePoint, UserId, ValidationError, billing_period,
+    compute_invoice,
 };
 use crate::orgs::{OrgError, Orgs};
 use crate::store::{Store, StoreError};
@@ -52,6 +53,11 @@ pub enum BillingError {
     /// The default plan is every org's fallback, so it can never be archived.
     #[error("the default plan cannot be archived; every org falls back to it")]
     DefaultPlan,
+    /// The owner made [`MAX_PLAN_CHANGES_PER_PERIOD`] plan changes this period already.
+    #[error(
+        "at most {MAX_PLAN_CHANGES_PER_PERIOD} plan changes are allowed per billing period; try again next period"
+    )]
+    TooManyPlanChanges,
     /// There is no paid subscription to cancel.
     #[error("the organization is on the default plan; there is nothing to cancel")]
     NothingToCancel,
@@ -94,6 +100,9 @@ pub struct SubscriptionView {
     pub status: SubscriptionStatus,
     /// Whether it falls back to the default plan when the period ends.
     pub cancel_at_period_end: bool,
+    /// The plan a scheduled downgrade moves to when the period ends; `null` when none.
+    #[schema(value_type = Option<PlanId>)]
+    pub pending_plan_id: Option<PlanId>,
     /// The current period's start.
     #[serde(with = "crate::time_format")]
     pub current_period_start: DateTime<Utc>,
@@ -110,6 +119,10 @@ impl SubscriptionView {
             plan_id: subscription.plan_id.clone(),
             status: subscription.status,
             cancel_at_period_end: subscription.cancel_at.is_some(),
+            pending_plan_id: subscription
+                .pending
+                .as_ref()
+                .map(|pending| pending.plan_id.clone()),
             current_period_start: start,
             current_period_end: end,
         }
@@ -121,6 +134,7 @@ fn subscription_state(subscription: &Subscription) -> serde_json::Value {
         "plan_id": subscription.plan_id,
         "status": subscription.status,
         "cancel_at": subscription.cancel_at.map(|at| at.to_rfc3339()),
+        "pending_plan_id": subscription.pending.as_ref().map(|pending| &pending.plan_id),
     })
 }
 
@@ -191,10 +205,17 @@ impl Billing {
             .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("bad system actor id")).into())
     }
 
+    /// Platform-admin rights hold for a configured address only once its owner has proven it:
+    /// anyone may sign up with an address, so an unverified one proves nothing.
     async fn require_platform_admin(&self, caller: &UserId) -> Result<(), BillingError> {
         let account = self.store.user_by_id(caller).await?;
         match account {
-            Some(account) if self.policy.platform_admins.contains(&account.user.email) => Ok(()),
+            Some(account)
+                if account.user.email_verified
+                    && self.policy.platform_admins.contains(&account.user.email) =>
+            {
+                Ok(())
+            }
             _ => Err(BillingError::NotPlatformAdmin),
         }
     }
@@ -259,7 +280,7 @@ impl Billing {
     }
 
     /// Replaces a plan's terms (platform admins). Orgs on it get the new limits within a
-    /// minute and the new prices on their next invoice.
+    /// minute and the new prices on their next invoice. An archived plan cannot be edited.
     pub async fn update_plan(
         &self,
         caller: &UserId,
@@ -269,6 +290,10 @@ impl Billing {
     ) -> Result<Plan, BillingError> {
         self.require_platform_admin(caller).await?;
         let before = self.plan(id).await?;
+        if before.archived {
+            // Its subscribers stay on the terms they chose; an archived plan is frozen.
+            return Err(BillingError::PlanArchived);
+        }
         terms.validate()?;
         let after = terms.into_plan(before.id.clone(), Some(&before), self.now());
         self.write_plan(caller, "plan.updated", Some(&before), &after, origin)
@@ -357,8 +382,11 @@ impl Billing {
         Ok(saved)
     }
 
-    /// Subscribes the org to `plan` or changes its plan at once (owners); the invoice prorates
-    /// the base prices. Choosing the current plan again resumes a cancelled subscription.
+    /// Subscribes the org to `plan` (owners). A plan with a higher base price acts at once (the
+    /// invoice prorates base prices, and usage from now on is priced by it); any other is
+    /// scheduled for the period's end (`pending_plan_id`), so nothing already used is priced
+    /// lower. Choosing the current plan again withdraws a scheduled downgrade or a
+    /// cancellation. At most [`MAX_PLAN_CHANGES_PER_PERIOD`] plan changes per period.
     pub async fn subscribe(
         &self,
         caller: &UserId,
@@ -380,32 +408,91 @@ impl Billing {
         let now = self.now();
         let before = self.plans.subscription(&org, now).await?;
         let mut after = before.clone();
+        let pending = before.pending.as_ref().map(|pending| &pending.plan_id);
         let action = if before.plan_id == plan.id {
-            if before.cancel_at.is_none() {
-                return Ok(SubscriptionView::of(&before, now));
+            match (pending, before.cancel_at) {
+                (None, None) => return Ok(SubscriptionView::of(&before, now)),
+                (Some(_), _) => {
+                    self.count_change(&mut after, now)?;
+                    after.pending = None;
+                    after.cancel_at = None;
+                    "subscription.downgrade_withdrawn"
+                }
+                (None, Some(_)) => {
+                    after.cancel_at = None;
+                    "subscription.resumed"
+                }
             }
-            after.cancel_at = None;
-            "subscription.resumed"
+        } else if pending == Some(&plan.id) && before.cancel_at.is_none() {
+            return Ok(SubscriptionView::of(&before, now));
         } else {
             if plan.archived {
                 return Err(BillingError::PlanArchived);
             }
             let current = self.plans.plan(&before.plan_id).await?;
-            if current.is_some_and(|current| current.currency != plan.currency) {
+            if current
+                .as_ref()
+                .is_some_and(|current| current.currency != plan.currency)
+            {
                 return Err(ValidationError::new(
                     "plan_id",
                     "the plan bills in another currency; cancel first, then subscribe next period",
                 )
                 .into());
             }
-            after.switch_to(&plan.id, now);
+            self.count_change(&mut after, now)?;
             after.cancel_at = None;
-            after.status = SubscriptionStatus::Active;
-            "subscription.plan_changed"
+            let upgrade = current.is_none_or(|current| plan.price_cents > current.price_cents);
+            if upgrade {
+                let counted = self.period_totals(&org, now).await?;
+                after.switch_to(&plan.id, now, counted);
+                after.status = SubscriptionStatus::Active;
+                "subscription.plan_changed"
+            } else {
+                after.pending = Some(PlanSpan {
+                    plan_id: plan.id.clone(),
+                    from: billing_period(now).1,
+                    usage_at_start: BTreeMap::new(),
+                });
+                "subscription.downgrade_scheduled"
+            }
         };
         self.save(&before, after.clone(), caller, action, origin, None)
             .await?;
         Ok(SubscriptionView::of(&after, now))
+    }
+
+    /// Counts one owner plan change on `after`, refusing it past the period's allowance.
+    fn count_change(
+        &self,
+        after: &mut Subscription,
+        now: DateTime<Utc>,
+    ) -> Result<(), BillingError> {
+        if after.changes_in_period(now) >= MAX_PLAN_CHANGES_PER_PERIOD {
+            return Err(BillingError::TooManyPlanChanges);
+        }
+        after.count_change(now);
+        Ok(())
+    }
+
+    /// The org's usage counters of the period containing `at`, per meter: what a plan change
+    /// at `at` records so that the units before and after it are priced by their own plans.
+    async fn period_totals(
+        &self,
+        org: &Org,
+        at: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, u64>, BillingError> {
+        let (start, end) = billing_period(at);
+        let mut totals = BTreeMap::new();
+        for point in self
+            .store
+            .usage_series(&org.id, Granularity::Month, start, end, None)
+            .await?
+        {
+            let total = totals.entry(point.meter).or_insert(0u64);
+            *total = total.saturating_add(point.quantity);
+        }
+        Ok(totals)
     }
 
     /// Cancels at the end of the current period (owners): the plan and its limits stay until
@@ -429,6 +516,8 @@ impl Billing {
             return Ok(SubscriptionView::of(&before, now));
         }
         let mut after = before.clone();
+        // The fall back to the default plan replaces a scheduled downgrade.
+        after.pending = None;
         after.cancel_at = Some(billing_period(now).1);
         self.save(
             &before,
@@ -497,30 +586,30 @@ impl Billing {
         self.invoice_for(&org, self.now()).await
     }
 
-    /// The invoice of the period containing `at`, from the month counters.
+    /// The invoice of the period containing `at`, from the month counters and the plan spans:
+    /// the units counted under each plan are priced by that plan.
     pub async fn invoice_for(&self, org: &Org, at: DateTime<Utc>) -> Result<Invoice, BillingError> {
         let (start, end) = billing_period(at);
         let subscription = self.plans.subscription(org, at).await?;
+        let totals = self.period_totals(org, at).await?;
+        let spans = subscription.usage_within(start, end, &totals);
         let mut plans = Vec::new();
-        for (id, from, to) in subscription.spans_within(start, end) {
-            plans.push((self.plans.plan_or_default(&id).await?, from, to));
+        for span in &spans {
+            plans.push(self.plans.plan_or_default(&span.plan_id).await?);
         }
-        let mut usage = BTreeMap::new();
-        for point in self
-            .store
-            .usage_series(&org.id, Granularity::Month, start, end, None)
-            .await?
-        {
-            let total = usage.entry(point.meter).or_insert(0u64);
-            *total = total.saturating_add(point.quantity);
-        }
-        let spans: Vec<_> = plans
+        let priced: Vec<PricedSpan<'_>> = spans
             .iter()
-            .map(|(plan, from, to)| (plan.as_ref(), *from, *to))
+            .zip(&plans)
+            .map(|(span, plan)| PricedSpan {
+                plan: plan.as_ref(),
+                from: span.from,
+                to: span.to,
+                usage: &span.usage,
+            })
             .collect();
-        let (current, earlier) = spans
+        let (current, earlier) = priced
             .split_last()
             .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("a period without a plan")))?;
-        Ok(compute_invoice(start, end, earlier, *current, &usage))
+        Ok(compute_invoice(start, end, earlier, current))
     }
 }

@@ -5,6 +5,9 @@
 //! Session's `client_reference_id` (or `metadata.org_id`), and `metadata.org_id` on the
 //! subscription (Stripe copies it to invoices as `subscription_details.metadata`). The plan a
 //! checkout buys is its `metadata.plan_id`.
+//!
+//! Payment and end events apply only when they name the org's current provider subscription
+//! (and customer): a late event about a replaced or foreign subscription changes nothing.
 
 use super::{Billing, BillingError};
 use crate::auth::verify_signature;
@@ -19,9 +22,31 @@ pub struct WebhookOutcome {
     pub event_id: String,
     /// The event's type.
     pub event_type: String,
-    /// `applied`, `duplicate` (seen before, nothing changed) or `ignored` (not about a
-    /// subscription we know).
+    /// `applied`, `duplicate` (seen before, nothing changed) or `ignored` (not about the org's
+    /// current subscription, or of a type Meterline does not act on).
     pub result: &'static str,
+}
+
+/// The provider subscription (and customer) an event is about, as its object names them.
+struct Subject {
+    subscription: Option<String>,
+    customer: Option<String>,
+}
+
+impl Subject {
+    /// Whether the event is about `stored`'s current provider subscription: it must name that
+    /// subscription, and its customer (when it names one) must be the stored customer.
+    fn is_current(&self, stored: &crate::domain::Subscription) -> bool {
+        let same_subscription = matches!(
+            (&self.subscription, &stored.provider_subscription_id),
+            (Some(named), Some(current)) if named == current
+        );
+        let same_customer = match (&self.customer, &stored.provider_customer_id) {
+            (Some(named), Some(current)) => named == current,
+            _ => true,
+        };
+        same_subscription && same_customer
+    }
 }
 
 /// The change an event asks for.
@@ -32,10 +57,10 @@ enum Change {
         customer: Option<String>,
         subscription: Option<String>,
     },
-    /// A payment went through or failed.
-    Status(SubscriptionStatus),
-    /// The provider ended the subscription.
-    Ended,
+    /// A payment of `Subject`'s subscription went through or failed.
+    Status(SubscriptionStatus, Subject),
+    /// The provider ended `Subject`'s subscription.
+    Ended(Subject),
 }
 
 fn text<'a>(object: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -65,10 +90,34 @@ fn change_of(event_type: &str, object: &Value) -> Option<Change> {
             customer: text(object, &["customer"]).map(str::to_owned),
             subscription: text(object, &["subscription"]).map(str::to_owned),
         }),
-        "invoice.paid" => Some(Change::Status(SubscriptionStatus::Active)),
-        "invoice.payment_failed" => Some(Change::Status(SubscriptionStatus::PastDue)),
-        "customer.subscription.deleted" => Some(Change::Ended),
+        "invoice.paid" => Some(Change::Status(
+            SubscriptionStatus::Active,
+            invoice_subject(object),
+        )),
+        "invoice.payment_failed" => Some(Change::Status(
+            SubscriptionStatus::PastDue,
+            invoice_subject(object),
+        )),
+        "customer.subscription.deleted" => Some(Change::Ended(Subject {
+            subscription: text(object, &["id"]).map(str::to_owned),
+            customer: text(object, &["customer"]).map(str::to_owned),
+        })),
         _ => None,
+    }
+}
+
+/// An invoice names its subscription at `subscription` (API versions before 2025-03-31) or at
+/// `parent.subscription_details.subscription` (later ones).
+fn invoice_subject(object: &Value) -> Subject {
+    Subject {
+        subscription: [
+            &["subscription"][..],
+            &["parent", "subscription_details", "subscription"],
+        ]
+        .iter()
+        .find_map(|path| text(object, path))
+        .map(str::to_owned),
+        customer: text(object, &["customer"]).map(str::to_owned),
     }
 }
 
@@ -136,26 +185,34 @@ impl Billing {
                     return Ok(outcome("ignored"));
                 }
                 if after.plan_id != plan {
-                    after.switch_to(&plan, now);
+                    let counted = self.period_totals(&org, now).await?;
+                    after.switch_to(&plan, now, counted);
                 }
+                after.pending = None;
                 after.status = SubscriptionStatus::Active;
                 after.cancel_at = None;
                 after.provider_customer_id = customer.or(after.provider_customer_id);
                 after.provider_subscription_id = subscription;
                 "subscription.checkout_completed"
             }
-            Change::Status(status) => {
+            Change::Status(_, subject) | Change::Ended(subject) if !subject.is_current(&before) => {
+                tracing::info!(event_id, %org_id, "webhook event about another subscription ignored");
+                return Ok(outcome("ignored"));
+            }
+            Change::Status(status, _) => {
                 after.status = status;
                 match status {
                     SubscriptionStatus::PastDue => "subscription.payment_failed",
                     _ => "subscription.payment_succeeded",
                 }
             }
-            Change::Ended => {
+            Change::Ended(_) => {
                 let default = self.plans.default_plan().clone();
                 if after.plan_id != default {
-                    after.switch_to(&default, now);
+                    let counted = self.period_totals(&org, now).await?;
+                    after.switch_to(&default, now, counted);
                 }
+                after.pending = None;
                 after.status = SubscriptionStatus::Canceled;
                 after.cancel_at = None;
                 after.provider_subscription_id = None;

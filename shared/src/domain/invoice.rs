@@ -1,44 +1,76 @@
 //! Turning a period's plans and usage into an invoice. Pure arithmetic in integer cents: base
-//! prices prorated by the second, usage priced by graduated overage tiers.
+//! prices prorated by the second and rounded once for the period, usage priced by graduated
+//! overage tiers of the plan it was counted under.
 
 use super::{Invoice, InvoiceLine, Plan, Tier};
 use chrono::{DateTime, NaiveTime, Utc};
 use std::collections::BTreeMap;
 
+/// One plan's share of a period as the invoice prices it: the plan, the part of the period it
+/// covered, and the units counted while it was in force.
+#[derive(Debug, Clone, Copy)]
+pub struct PricedSpan<'a> {
+    /// The plan in force.
+    pub plan: &'a Plan,
+    /// The span's start.
+    pub from: DateTime<Utc>,
+    /// The span's end (exclusive).
+    pub to: DateTime<Utc>,
+    /// Units per meter counted under this plan.
+    pub usage: &'a BTreeMap<String, u64>,
+}
+
 /// The invoice of the period `[period_start, period_end)`.
 ///
-/// The plans the org was on come in order, as [`super::Subscription::spans_within`] yields them
-/// once each id is resolved to its plan: `earlier` spans first, then `current`, the span that
-/// reaches the period's end. `current` is separate so there is always a plan to price usage
-/// with and to name on the invoice; the function is total.
+/// The plans the org was on come in order, as [`super::Subscription::usage_within`] yields
+/// them once each id is resolved to its plan: `earlier` spans first, then `current`, the span
+/// that reaches the period's end and names the invoice's plan. The function is total.
 ///
-/// - Each span's base price is prorated by the seconds it covered of the period, rounded half
-///   up, and becomes one line (kept even at 0, so a free plan shows as a 0 line). Parts of a
-///   span outside the period are ignored.
-/// - `usage` (units per meter for the whole period) is priced by `current`'s plan with its full
-///   quota included, meters in map order, meters with no units skipped.
+/// - Each span's base price is prorated by the seconds it covered of the period and becomes
+///   one line (kept even at 0, so a free plan shows as a 0 line). The exact prorated amounts
+///   are summed before rounding, so the base total is rounded once (half up): a line is the
+///   rounded running sum minus the one before, never more than a cent off its own share, and
+///   many short spans cannot each round down to 0. Parts of a span outside the period are
+///   ignored.
+/// - Each span's units are priced by that span's plan, as the next units of the period: the
+///   included quota and the overage tiers count from the first unit of the period, whichever
+///   plan it was counted under (the quota is per period, as metering enforces it). Meters in
+///   map order within a span, meters with no units skipped.
 /// - Every amount is assumed to be in `current`'s currency.
 pub fn compute_invoice(
     period_start: DateTime<Utc>,
     period_end: DateTime<Utc>,
-    earlier: &[(&Plan, DateTime<Utc>, DateTime<Utc>)],
-    current: (&Plan, DateTime<Utc>, DateTime<Utc>),
-    usage: &BTreeMap<String, u64>,
+    earlier: &[PricedSpan<'_>],
+    current: &PricedSpan<'_>,
 ) -> Invoice {
+    let spans: Vec<&PricedSpan<'_>> = earlier.iter().chain(std::iter::once(current)).collect();
     let period_secs = seconds_between(period_start, period_end);
     let mut lines = Vec::new();
-    for &(plan, from, to) in earlier.iter().chain(std::iter::once(&current)) {
-        let (from, to) = (from.max(period_start), to.min(period_end));
+    // The exact base amounts so far, in cents times `period_secs`, and their rounded value.
+    let (mut exact, mut billed) = (0u128, 0u64);
+    for span in &spans {
+        let (from, to) = (span.from.max(period_start), span.to.min(period_end));
         let whole = from <= period_start && to >= period_end;
-        let amount = if whole {
-            plan.price_cents
+        let part_secs = if whole {
+            period_secs
         } else {
-            prorate(plan.price_cents, seconds_between(from, to), period_secs)
+            seconds_between(from, to).min(period_secs)
+        };
+        let amount = if period_secs == 0 {
+            span.plan.price_cents
+        } else {
+            exact = exact.saturating_add(
+                u128::from(span.plan.price_cents).saturating_mul(u128::from(part_secs)),
+            );
+            let running = rounded_quotient(exact, u128::from(period_secs));
+            let amount = running.saturating_sub(billed);
+            billed = running;
+            amount
         };
         let description = if whole {
-            plan.name.clone()
+            span.plan.name.clone()
         } else {
-            format!("{} ({} – {})", plan.name, day(from), day(to))
+            format!("{} ({} – {})", span.plan.name, day(from), day(to))
         };
         lines.push(InvoiceLine {
             description,
@@ -49,10 +81,21 @@ pub fn compute_invoice(
         });
     }
 
-    let (plan, _, _) = current;
-    for (meter, &used) in usage {
-        if used > 0 {
-            usage_lines(plan, meter, used, &mut lines);
+    let several = spans.len() > 1;
+    let mut position: BTreeMap<&str, u64> = BTreeMap::new();
+    for span in &spans {
+        let suffix = if several {
+            format!(" ({})", span.plan.name)
+        } else {
+            String::new()
+        };
+        for (meter, &used) in span.usage {
+            if used == 0 {
+                continue;
+            }
+            let before = position.entry(meter.as_str()).or_insert(0);
+            usage_lines(span.plan, meter, *before, used, &suffix, &mut lines);
+            *before = before.saturating_add(used);
         }
     }
 
@@ -62,31 +105,34 @@ pub fn compute_invoice(
     Invoice {
         period_start,
         period_end,
-        plan_id: plan.id.clone(),
-        currency: plan.currency.clone(),
+        plan_id: current.plan.id.clone(),
+        currency: current.plan.currency.clone(),
         lines,
         total_cents,
     }
 }
 
-/// `price * part / whole`, rounded half up, in `u128` so no product can overflow. A part at
-/// least as long as the whole (or an empty whole) is the full price.
-fn prorate(price_cents: u64, part_secs: u64, whole_secs: u64) -> u64 {
-    if whole_secs == 0 || part_secs >= whole_secs {
-        return price_cents;
-    }
-    // Both factors are below 2^64, so their product fits a u128; the remainder is below
-    // `whole`, so doubling it fits too.
-    let product = u128::from(price_cents).saturating_mul(u128::from(part_secs));
-    let whole = u128::from(whole_secs);
-    let (quotient, remainder) = (product / whole, product % whole);
+/// `numerator / whole` rounded half up, saturating at `u64::MAX`; `whole` must not be 0.
+fn rounded_quotient(numerator: u128, whole: u128) -> u64 {
+    let (quotient, remainder) = (numerator / whole, numerator % whole);
     let rounded = if remainder.saturating_mul(2) >= whole {
         quotient.saturating_add(1)
     } else {
         quotient
     };
+    u64::try_from(rounded).unwrap_or(u64::MAX)
+}
+
+/// `price * part / whole`, rounded half up, in `u128` so no product can overflow. A part at
+/// least as long as the whole (or an empty whole) is the full price.
+#[cfg(test)]
+fn prorate(price_cents: u64, part_secs: u64, whole_secs: u64) -> u64 {
+    if whole_secs == 0 || part_secs >= whole_secs {
+        return price_cents;
+    }
+    let product = u128::from(price_cents).saturating_mul(u128::from(part_secs));
     // At most `price_cents`, because part < whole.
-    u64::try_from(rounded).unwrap_or(price_cents)
+    rounded_quotient(product, u128::from(whole_secs)).min(price_cents)
 }
 
 /// Whole seconds from `from` to `to`; 0 when `to` is not after `from`.
@@ -103,10 +149,18 @@ fn day(at: DateTime<Utc>) -> String {
     }
 }
 
-/// The lines of `used` units of `meter` under `plan`: the included units, then one line per
-/// overage tier reached. A meter without overage tiers is included in full (its quota, if any,
-/// is a hard cap enforced at ingestion, not a price).
-fn usage_lines(plan: &Plan, meter: &str, used: u64, lines: &mut Vec<InvoiceLine>) {
+/// The lines of `used` units of `meter` under `plan`, when `before` units of the period came
+/// before them: the part within the included quota, then one line per overage tier reached.
+/// A meter without overage tiers is included in full (its quota, if any, is a hard cap
+/// enforced at ingestion, not a price).
+fn usage_lines(
+    plan: &Plan,
+    meter: &str,
+    before: u64,
+    used: u64,
+    suffix: &str,
+    lines: &mut Vec<InvoiceLine>,
+) {
     let tiers = plan
         .overage
         .get(meter)
@@ -114,7 +168,7 @@ fn usage_lines(plan: &Plan, meter: &str, used: u64, lines: &mut Vec<InvoiceLine>
         .unwrap_or_default();
     if tiers.is_empty() {
         lines.push(InvoiceLine {
-            description: format!("{meter}, included"),
+            description: format!("{meter}, included{suffix}"),
             meter: Some(meter.to_owned()),
             quantity: used,
             unit_amount_cents: 0,
@@ -122,26 +176,40 @@ fn usage_lines(plan: &Plan, meter: &str, used: u64, lines: &mut Vec<InvoiceLine>
         });
         return;
     }
-    let included = used.min(plan.included(meter).unwrap_or(0));
+    let quota = plan.included(meter).unwrap_or(0);
+    let (start, end) = (before, before.saturating_add(used));
+    let included = end.min(quota).saturating_sub(start.min(quota));
     if included > 0 {
         lines.push(InvoiceLine {
-            description: format!("{meter}, included"),
+            description: format!("{meter}, included{suffix}"),
             meter: Some(meter.to_owned()),
             quantity: included,
             unit_amount_cents: 0,
             amount_cents: 0,
         });
     }
-    overage_lines(meter, used.saturating_sub(included), tiers, lines);
+    let over = (
+        start.max(quota).saturating_sub(quota),
+        end.max(quota).saturating_sub(quota),
+    );
+    overage_lines(meter, over, tiers, suffix, lines);
 }
 
-/// One line per tier that `over` overage units reach. Tier `i` prices overage units
-/// `(up_to of tier i-1, up_to of tier i]`; the last tier has no end whatever its `up_to` says
+/// One line per tier that the overage units `[over.0, over.1)` (0-based, counted from the
+/// first unit beyond the quota) reach. Tier `i` prices overage units `(up_to of tier i-1,
+/// up_to of tier i]` in 1-based terms; the last tier has no end whatever its `up_to` says
 /// (validation makes it `None`), so every unit is priced.
-fn overage_lines(meter: &str, over: u64, tiers: &[Tier], lines: &mut Vec<InvoiceLine>) {
+fn overage_lines(
+    meter: &str,
+    over: (u64, u64),
+    tiers: &[Tier],
+    suffix: &str,
+    lines: &mut Vec<InvoiceLine>,
+) {
+    let (first, end) = over;
     let mut floor = 0u64;
     for (i, tier) in tiers.iter().enumerate() {
-        if over <= floor {
+        if end <= floor {
             break;
         }
         let last = i.saturating_add(1) == tiers.len();
@@ -152,19 +220,21 @@ fn overage_lines(meter: &str, over: u64, tiers: &[Tier], lines: &mut Vec<Invoice
         if ceiling <= floor {
             continue; // a tier that does not rise prices nothing
         }
-        let quantity = over.min(ceiling).saturating_sub(floor);
-        let unit = tier.unit_amount_cents;
-        lines.push(InvoiceLine {
-            description: format!(
-                "{meter}, overage units {}–{} at {unit}¢ each",
-                floor.saturating_add(1),
-                floor.saturating_add(quantity),
-            ),
-            meter: Some(meter.to_owned()),
-            quantity,
-            unit_amount_cents: unit,
-            amount_cents: quantity.saturating_mul(unit),
-        });
+        let (low, high) = (first.max(floor), end.min(ceiling));
+        if high > low {
+            let quantity = high.saturating_sub(low);
+            let unit = tier.unit_amount_cents;
+            lines.push(InvoiceLine {
+                description: format!(
+                    "{meter}, overage units {}–{high} at {unit}¢ each{suffix}",
+                    low.saturating_add(1),
+                ),
+                meter: Some(meter.to_owned()),
+                quantity,
+                unit_amount_cents: unit,
+                amount_cents: quantity.saturating_mul(unit),
+            });
+        }
         floor = ceiling;
     }
 }
@@ -270,14 +340,51 @@ mod tests {
         total: u64,
     }
 
+    /// A plan, its span, and the units counted under it.
+    type SpanWithUsage = (Plan, DateTime<Utc>, DateTime<Utc>, BTreeMap<String, u64>);
+
     fn invoice_of(
         spans: &[(Plan, DateTime<Utc>, DateTime<Utc>)],
         usage: &[(&str, u64)],
     ) -> Invoice {
-        let spans: Vec<_> = spans.iter().map(|(p, f, t)| (p, *f, *t)).collect();
-        let (current, earlier) = spans.split_last().expect("spans");
-        let usage = usage.iter().map(|&(m, q)| (m.to_owned(), q)).collect();
-        compute_invoice(nov(1), dec1(), earlier, *current, &usage)
+        // The whole period's usage counted under the last plan.
+        let usage: BTreeMap<String, u64> = usage.iter().map(|&(m, q)| (m.to_owned(), q)).collect();
+        let none = BTreeMap::new();
+        let with_usage: Vec<_> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, (plan, from, to))| {
+                (
+                    plan.clone(),
+                    *from,
+                    *to,
+                    if i + 1 == spans.len() {
+                        usage.clone()
+                    } else {
+                        none.clone()
+                    },
+                )
+            })
+            .collect();
+        invoice_by_span(&with_usage)
+    }
+
+    fn invoice_by_span(spans: &[SpanWithUsage]) -> Invoice {
+        let priced: Vec<PricedSpan<'_>> = spans
+            .iter()
+            .map(|(plan, from, to, usage)| PricedSpan {
+                plan,
+                from: *from,
+                to: *to,
+                usage,
+            })
+            .collect();
+        let (current, earlier) = priced.split_last().expect("spans");
+        compute_invoice(nov(1), dec1(), earlier, current)
+    }
+
+    fn units(usage: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        usage.iter().map(|&(m, q)| (m.to_owned(), q)).collect()
     }
 
     #[test]
@@ -355,9 +462,10 @@ mod tests {
                 total: 81_450,
             },
             Case {
-                // 2901 * 15/30 = 1450.5 -> 1451; 100 * 10/30 = 33.3 -> 33;
-                // 2901 * 5/30 = 483.5 -> 484.
-                name: "proration rounds half up",
+                // 2901 * 15/30 = 1450.5, 100 * 10/30 = 33.3, 2901 * 5/30 = 483.5: 1967.3 in
+                // all, rounded once to 1967; each line is the running sum rounded (1451, 1484,
+                // 1967) minus the one before.
+                name: "proration is rounded once, half up",
                 spans: vec![
                     (odd(), nov(1), nov(16)),
                     (cheap(), nov(16), nov(26)),
@@ -367,9 +475,9 @@ mod tests {
                 lines: vec![
                     (None, 1, 1451, 1451),
                     (None, 1, 33, 33),
-                    (None, 1, 484, 484),
+                    (None, 1, 483, 483),
                 ],
-                total: 1968,
+                total: 1967,
             },
             Case {
                 name: "a meter with no overage tiers is included even past its quota",
@@ -450,10 +558,10 @@ mod tests {
             vec![
                 "Free (2026-11-01 – 2026-11-16)",
                 "Pro (2026-11-16 – 2026-12-01)",
-                "requests, included",
-                "requests, overage units 1–10000 at 5¢ each",
-                "requests, overage units 10001–50000 at 3¢ each",
-                "requests, overage units 50001–100000 at 1¢ each",
+                "requests, included (Pro)",
+                "requests, overage units 1–10000 at 5¢ each (Pro)",
+                "requests, overage units 10001–50000 at 3¢ each (Pro)",
+                "requests, overage units 50001–100000 at 1¢ each (Pro)",
             ]
         );
         let whole = invoice_of(&[(pro(), nov(1), dec1())], &[]);
@@ -513,6 +621,69 @@ mod tests {
                 "{price} {part}/{whole}"
             );
         }
+    }
+
+    #[test]
+    fn invoice_base_total_is_rounded_once_not_per_span() {
+        // Sixty 6-hour spans of a 2¢ plan are 1/60 ¢ each: rounded one by one they would all
+        // be 0; summed first they make 15 days of the plan, exactly 1 ¢.
+        let two = plan("two", "Two", 2, &[], &[]);
+        let mut spans = Vec::new();
+        let mut at = nov(1);
+        for _ in 0..60 {
+            let next = at + chrono::Duration::hours(6);
+            spans.push((two.clone(), at, next));
+            at = next;
+        }
+        spans.push((free(), at, dec1()));
+        let invoice = invoice_of(&spans, &[]);
+        // 60 spans * 6 h = 15 days of a 2¢ plan: exactly 1 ¢.
+        assert_eq!(invoice.total_cents, 1);
+        let sum: u64 = invoice.lines.iter().map(|l| l.amount_cents).sum();
+        assert_eq!(sum, 1);
+        assert!(invoice.lines.iter().all(|l| l.amount_cents <= 1));
+    }
+
+    #[test]
+    fn invoice_prices_usage_by_the_plan_it_was_counted_under() {
+        // 250 requests on pay-as-you-go (1¢ each), then 100,000 more on pro: pro's quota of
+        // 100,000 counts from the period's first unit, so 99,750 are included and 250 are
+        // pro's first overage tier (5¢).
+        let invoice = invoice_by_span(&[
+            (payg(), nov(1), nov(16), units(&[("requests", 250)])),
+            (pro(), nov(16), dec1(), units(&[("requests", 100_000)])),
+        ]);
+        let lines: Vec<(Option<&str>, u64, u64, u64)> = invoice
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    l.meter.as_deref(),
+                    l.quantity,
+                    l.unit_amount_cents,
+                    l.amount_cents,
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (None, 1, 0, 0),
+                (None, 1, 1450, 1450),
+                (Some("requests"), 250, 1, 250),
+                (Some("requests"), 99_750, 0, 0),
+                (Some("requests"), 250, 5, 1250),
+            ]
+        );
+        assert_eq!(invoice.total_cents, 2950);
+        assert_eq!(invoice.plan_id, pro().id);
+        // The other way round, usage under pro stays pro's even though the period ends on
+        // pay-as-you-go.
+        let invoice = invoice_by_span(&[
+            (pro(), nov(1), nov(16), units(&[("requests", 90_000)])),
+            (payg(), nov(16), dec1(), units(&[("requests", 10)])),
+        ]);
+        assert_eq!(invoice.total_cents, 1450 + 10);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use ids::{
     UserId,
 };
 pub use invitation::{INVITATION_TTL_DAYS, Invitation, InvitationStatus};
-pub use invoice::compute_invoice;
+pub use invoice::{PricedSpan, compute_invoice};
 pub use org::{
     Denied, MAX_RATE_LIMIT_RPM, Membership, Org, OrgAction, OrgName, Role, authorize,
     parse_rate_limit,
@@ -34,8 +34,9 @@ pub use org::{
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use password::{Password, PasswordAttempt};
 pub use plan::{
-    ANY_METER, Invoice, InvoiceLine, MAX_PRICE_CENTS, Plan, PlanId, PlanSpan, PlanTerms,
-    Subscription, SubscriptionStatus, Tier, billing_period,
+    ANY_METER, Invoice, InvoiceLine, MAX_HISTORY_SPANS, MAX_PLAN_CHANGES_PER_PERIOD,
+    MAX_PRICE_CENTS, Plan, PlanChangeCount, PlanId, PlanSpan, PlanTerms, SpanUsage, Subscription,
+    SubscriptionStatus, Tier, billing_period,
 };
 pub use security_event::SecurityEvent;
 pub use team::{Team, TeamCreated, TeamDeleted, TeamMember, TeamMemberAdded, TeamName};

@@ -273,6 +273,43 @@ pub struct PlanSpan {
     /// When the org moved to it.
     #[serde(serialize_with = "crate::time_format::serialize")]
     pub from: DateTime<Utc>,
+    /// The period's usage counters (units per meter) when the span began, so the units
+    /// counted under each plan are known and priced by that plan: a span's usage is the next
+    /// span's values (or the period's totals) minus these. Empty at a period's start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage_at_start: BTreeMap<String, u64>,
+}
+
+/// The most plan changes an owner may make in one period (upgrades, scheduled downgrades and
+/// withdrawn ones): enough for any honest use, few enough that the history stays small.
+pub const MAX_PLAN_CHANGES_PER_PERIOD: u32 = 10;
+
+/// The most spans a subscription keeps (this period's and the one before); older ones merge
+/// into the first kept span, so the record stays far below any store's item size.
+pub const MAX_HISTORY_SPANS: usize = 24;
+
+/// How many plan changes an owner made in the period starting at `period_start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PlanChangeCount {
+    /// The period counted.
+    #[serde(serialize_with = "crate::time_format::serialize")]
+    pub period_start: DateTime<Utc>,
+    /// Changes made in it.
+    pub count: u32,
+}
+
+/// One plan's share of a period: the plan, the part of the period it covered, and the units
+/// counted while it was in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanUsage {
+    /// The plan.
+    pub plan_id: PlanId,
+    /// The span's start within the period.
+    pub from: DateTime<Utc>,
+    /// The span's end within the period.
+    pub to: DateTime<Utc>,
+    /// Units per meter counted under this plan in this period.
+    pub usage: BTreeMap<String, u64>,
 }
 
 /// An org's subscription: its plan now, the plans it had earlier this period (for prorating),
@@ -298,6 +335,12 @@ pub struct Subscription {
     /// The payment provider's subscription id, when it has one.
     #[serde(default)]
     pub provider_subscription_id: Option<String>,
+    /// A downgrade scheduled for the period's end: the plan and when it takes over.
+    #[serde(default)]
+    pub pending: Option<PlanSpan>,
+    /// The owner's plan changes in the current period, for [`MAX_PLAN_CHANGES_PER_PERIOD`].
+    #[serde(default)]
+    pub changes: Option<PlanChangeCount>,
     /// Bumped on every write, for optimistic concurrency.
     pub version: u64,
     /// When it last changed.
@@ -316,23 +359,34 @@ impl Subscription {
             history: vec![PlanSpan {
                 plan_id: plan.clone(),
                 from: since,
+                usage_at_start: BTreeMap::new(),
             }],
             provider_customer_id: None,
             provider_subscription_id: None,
+            pending: None,
+            changes: None,
             version: 0,
             updated_at: since,
         }
     }
 
-    /// Moves to `plan` at `at`, keeping only the spans that still matter for this period's
-    /// invoice (those overlapping the period containing `at`).
-    pub fn switch_to(&mut self, plan: &PlanId, at: DateTime<Utc>) {
+    /// Moves to `plan` at `at`, where `usage_at_start` is the period's counters at that moment,
+    /// keeping only the spans that still matter for this period's invoice and the one before
+    /// (at most [`MAX_HISTORY_SPANS`]). A scheduled downgrade is dropped: the move replaces it.
+    pub fn switch_to(
+        &mut self,
+        plan: &PlanId,
+        at: DateTime<Utc>,
+        usage_at_start: BTreeMap<String, u64>,
+    ) {
         let (period_start, _) = billing_period(at);
         let (previous_start, _) = billing_period(period_start - chrono::Duration::seconds(1));
         self.history.push(PlanSpan {
             plan_id: plan.clone(),
             from: at,
+            usage_at_start,
         });
+        self.pending = None;
         // Keep the span in force when the previous period began, and everything after: the
         // period that just ended can still be invoiced whole.
         let first_in_period = self
@@ -341,14 +395,45 @@ impl Subscription {
             .rposition(|span| span.from <= previous_start)
             .unwrap_or(0);
         self.history.drain(..first_in_period);
+        // The first span kept counts from 0 (see `spans_within`), so dropping older ones
+        // merges their units into it rather than leaving any unpriced.
+        let excess = self.history.len().saturating_sub(MAX_HISTORY_SPANS);
+        self.history.drain(..excess);
         self.plan_id = plan.clone();
+    }
+
+    /// The owner's plan changes so far in the period containing `now`.
+    pub fn changes_in_period(&self, now: DateTime<Utc>) -> u32 {
+        let (period_start, _) = billing_period(now);
+        self.changes
+            .as_ref()
+            .filter(|changes| changes.period_start == period_start)
+            .map_or(0, |changes| changes.count)
+    }
+
+    /// Counts one more owner plan change in the period containing `now`.
+    pub fn count_change(&mut self, now: DateTime<Utc>) {
+        let (period_start, _) = billing_period(now);
+        let count = self.changes_in_period(now).saturating_add(1);
+        self.changes = Some(PlanChangeCount {
+            period_start,
+            count,
+        });
     }
 
     /// The subscription as it stands at `now`: one whose cancellation date has passed is back
     /// on `default_plan` since that date (the stored record catches up at its next write).
     pub fn resolved(mut self, default_plan: &PlanId, now: DateTime<Utc>) -> Self {
+        if let Some(pending) = self.pending.take() {
+            if pending.from <= now {
+                // It takes over at a period's start, when that period's counters are all 0.
+                self.switch_to(&pending.plan_id, pending.from, BTreeMap::new());
+            } else {
+                self.pending = Some(pending);
+            }
+        }
         if let Some(end) = self.cancel_at.filter(|end| *end <= now) {
-            self.switch_to(default_plan, end);
+            self.switch_to(default_plan, end, BTreeMap::new());
             self.cancel_at = None;
             self.status = SubscriptionStatus::Canceled;
             self.provider_subscription_id = None;
@@ -372,6 +457,65 @@ impl Subscription {
         }
         if spans.is_empty() {
             spans.push((self.plan_id.clone(), start, end));
+        }
+        spans
+    }
+
+    /// The spans of the period `[start, end)` with the units counted under each, given the
+    /// period's counter totals: a span's units run from its own counter values (0 for a span
+    /// that began before the period, and for the oldest span kept) to the next span's (or the
+    /// totals, for the span in force at the period's end). Every unit lands in exactly one span.
+    pub fn usage_within(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        totals: &BTreeMap<String, u64>,
+    ) -> Vec<SpanUsage> {
+        let none = BTreeMap::new();
+        let mut spans = Vec::new();
+        for (i, span) in self.history.iter().enumerate() {
+            let next = self.history.get(i + 1);
+            let to = next.map_or(end, |next| next.from);
+            if to <= start || span.from >= end {
+                continue; // outside the period
+            }
+            // A span may last no time at all (two changes in the same instant); its units, if
+            // any, are still its own.
+            let (from, to) = (span.from.max(start), to.min(end));
+            let opening = if i == 0 || span.from <= start {
+                &none
+            } else {
+                &span.usage_at_start
+            };
+            let closing = match next {
+                Some(next) if next.from < end => &next.usage_at_start,
+                _ => totals,
+            };
+            let usage: BTreeMap<String, u64> = closing
+                .iter()
+                .map(|(meter, &at_end)| {
+                    let at_start = opening.get(meter).copied().unwrap_or(0);
+                    (meter.clone(), at_end.saturating_sub(at_start))
+                })
+                .filter(|(_, units)| *units > 0)
+                .collect();
+            if from == to && usage.is_empty() {
+                continue;
+            }
+            spans.push(SpanUsage {
+                plan_id: span.plan_id.clone(),
+                from,
+                to,
+                usage,
+            });
+        }
+        if spans.is_empty() {
+            spans.push(SpanUsage {
+                plan_id: self.plan_id.clone(),
+                from: start,
+                to: end,
+                usage: totals.clone(),
+            });
         }
         spans
     }
@@ -506,6 +650,57 @@ mod tests {
     }
 
     #[test]
+    fn history_is_bounded_and_every_unit_lands_in_one_span() {
+        let start = Utc
+            .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+            .single()
+            .expect("t");
+        let (free, pro) = (
+            PlanId::parse("pln_free").expect("id"),
+            PlanId::parse("pln_pro").expect("id"),
+        );
+        let mut sub = Subscription::default_for(&OrgId::generate(), &free, start);
+        for i in 0..200u64 {
+            let plan = if i % 2 == 0 { &pro } else { &free };
+            let at = start + chrono::Duration::minutes(i64::try_from(i).expect("i") + 1);
+            sub.switch_to(plan, at, BTreeMap::from([("requests".to_owned(), i * 10)]));
+        }
+        assert_eq!(sub.history.len(), MAX_HISTORY_SPANS);
+        let (start, end) = billing_period(start);
+        let totals = BTreeMap::from([("requests".to_owned(), 5000)]);
+        let spans = sub.usage_within(start, end, &totals);
+        let counted: u64 = spans
+            .iter()
+            .map(|span| span.usage.get("requests").copied().unwrap_or(0))
+            .sum();
+        assert_eq!(counted, 5000, "no unit lost or counted twice");
+        // Two changes in one instant leave a span of no time that keeps its units.
+        let mut sub = Subscription::default_for(&OrgId::generate(), &free, start);
+        sub.switch_to(
+            &pro,
+            start + chrono::Duration::days(3),
+            BTreeMap::from([("requests".to_owned(), 20)]),
+        );
+        let spans = sub.usage_within(start, end, &BTreeMap::from([("requests".to_owned(), 50)]));
+        let split: Vec<u64> = spans.iter().map(|s| s.usage["requests"]).collect();
+        assert_eq!(split, [20, 30]);
+        let mut instant =
+            Subscription::default_for(&OrgId::generate(), &free, start + chrono::Duration::days(3));
+        instant.switch_to(
+            &pro,
+            start + chrono::Duration::days(3),
+            BTreeMap::from([("requests".to_owned(), 20)]),
+        );
+        let spans =
+            instant.usage_within(start, end, &BTreeMap::from([("requests".to_owned(), 50)]));
+        let split: Vec<(PlanId, u64)> = spans
+            .iter()
+            .map(|s| (s.plan_id.clone(), s.usage["requests"]))
+            .collect();
+        assert_eq!(split, [(free.clone(), 20), (pro.clone(), 30)]);
+    }
+
+    #[test]
     fn history_keeps_this_periods_spans() {
         let at = |d: u32| {
             Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0)
@@ -521,7 +716,7 @@ mod tests {
                 .single()
                 .expect("t"),
         );
-        sub.switch_to(&pro, at(16));
+        sub.switch_to(&pro, at(16), BTreeMap::new());
         let (start, end) = billing_period(at(20));
         assert_eq!(
             sub.spans_within(start, end),
@@ -532,7 +727,7 @@ mod tests {
             .with_ymd_and_hms(2026, 12, 2, 0, 0, 0)
             .single()
             .expect("t");
-        sub.switch_to(&team, dec2);
+        sub.switch_to(&team, dec2, BTreeMap::new());
         assert_eq!(sub.plan_id, team);
         assert_eq!(
             sub.spans_within(start, end),
@@ -543,11 +738,11 @@ mod tests {
             .with_ymd_and_hms(2027, 1, 2, 0, 0, 0)
             .single()
             .expect("t");
-        sub.switch_to(&free, jan2);
+        sub.switch_to(&free, jan2, BTreeMap::new());
         assert_eq!(sub.history.len(), 3, "spans before December are gone");
         // A cancellation taking effect at the period's end leaves that period whole.
         let mut cancelled = Subscription::default_for(&OrgId::generate(), &free, at(1));
-        cancelled.switch_to(&pro, at(10));
+        cancelled.switch_to(&pro, at(10), BTreeMap::new());
         cancelled.cancel_at = Some(end);
         let cancelled = cancelled.resolved(&free, end + chrono::Duration::hours(3));
         assert_eq!(cancelled.plan_id, free);

@@ -392,6 +392,10 @@ impl From<BillingError> for ApiError {
                 code: "default_plan",
                 detail,
             },
+            BillingError::TooManyPlanChanges => Self::Conflict {
+                code: "too_many_plan_changes",
+                detail,
+            },
             BillingError::NothingToCancel => Self::Conflict {
                 code: "not_subscribed",
                 detail,

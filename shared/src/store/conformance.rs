@@ -1245,7 +1245,18 @@ mod billing_cases {
     fn subscription(org: &OrgId, version: u64) -> Subscription {
         let mut sub =
             Subscription::default_for(org, &PlanId::parse("pln_free").expect("id"), now());
-        sub.switch_to(&PlanId::parse("pln_pro").expect("id"), now());
+        sub.switch_to(
+            &PlanId::parse("pln_pro").expect("id"),
+            now(),
+            std::collections::BTreeMap::from([("requests".to_owned(), 7)]),
+        );
+        // A scheduled downgrade and the period's change count round-trip on every backend.
+        sub.pending = Some(crate::domain::PlanSpan {
+            plan_id: PlanId::parse("pln_free").expect("id"),
+            from: now() + chrono::Duration::days(3),
+            usage_at_start: std::collections::BTreeMap::new(),
+        });
+        sub.count_change(now());
         sub.version = version;
         sub
     }

@@ -5,17 +5,19 @@
 //! Keys carry the org in a hash tag (`ml:{org_…}:…`), so one request's keys share a cluster
 //! slot and the script stays valid on clustered Redis.
 
-use super::{Decision, LimitRequest, Limiter, LimiterError, QuotaState, RateState};
+use super::{Bucket, Decision, LimitRequest, Limiter, LimiterError, QuotaState, RateState};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 const CHECK: &str = include_str!("check.lua");
+const BUCKETS: &str = include_str!("buckets.lua");
 
 /// Rate limits and quotas in Redis (ElastiCache in AWS).
 pub struct RedisLimiter {
     connection: ConnectionManager,
     script: redis::Script,
+    buckets: redis::Script,
     prefix: String,
 }
 
@@ -33,9 +35,12 @@ impl RedisLimiter {
         // Loaded once up front, so every check is exactly one EVALSHA (redis-rs would also
         // re-load it after a NOSCRIPT, e.g. when Redis restarts).
         script.prepare_invoke().load_async(&mut connection).await?;
+        let buckets = redis::Script::new(BUCKETS);
+        buckets.prepare_invoke().load_async(&mut connection).await?;
         Ok(Self {
             connection,
             script,
+            buckets,
             prefix: prefix.to_owned(),
         })
     }
@@ -102,6 +107,45 @@ impl Limiter for RedisLimiter {
                 retry_after_ms: retry as u64,
             },
             _ => Decision::QuotaExceeded { rate, quota },
+        })
+    }
+
+    async fn check_buckets(
+        &self,
+        buckets: &[Bucket],
+        now_ms: i64,
+    ) -> Result<Decision, LimiterError> {
+        let mut invocation = self.buckets.prepare_invoke();
+        invocation.arg(now_ms);
+        for bucket in buckets {
+            // One hash tag for every bucket: a call's keys must share a cluster slot, and
+            // these limits (mail, sign-in) see little traffic.
+            invocation
+                .key(self.key("buckets", &format!("tat:{}", bucket.key)))
+                .arg(bucket.per_minute.max(1));
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let [code, limit, remaining, reset, retry] = reply[..] else {
+            return Err(LimiterError(anyhow::anyhow!(
+                "unexpected script reply {reply:?}"
+            )));
+        };
+        let rate = RateState {
+            limit: limit as u32,
+            remaining: remaining as u32,
+            reset_ms: reset as u64,
+        };
+        Ok(if code == 0 {
+            Decision::Allowed { rate, quota: None }
+        } else {
+            Decision::RateLimited {
+                rate,
+                retry_after_ms: retry as u64,
+            }
         })
     }
 

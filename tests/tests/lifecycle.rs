@@ -466,6 +466,16 @@ async fn wrong_login_codes_are_capped_per_account_not_per_code(backend: Backend)
     let code = login_code(&server, &other).await;
     let login = code_login(&server, &other, &code).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    // An address without an account is limited alike: the 429 tells no one it has one.
+    let nobody = unique_email();
+    for _ in 0..10 {
+        code_login(&server, &nobody, "000000")
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    }
+    code_login(&server, &nobody, "000000")
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
 }
 
 /// Item 2: a squatter signs up with the victim's address and a password of their own and keeps

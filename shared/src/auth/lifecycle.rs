@@ -374,14 +374,14 @@ impl Lifecycle {
         )))
     }
 
-    /// Counts one code attempt of `user` before the code is checked; refuses it when the
-    /// account has used up its attempts of the window.
-    async fn reserve_code_attempt(&self, user: &UserId) -> Result<(), AuthError> {
+    /// Counts one code attempt on `email` before the code is checked; refuses it when the
+    /// address has used up its attempts of the window.
+    async fn reserve_code_attempt(&self, email: &Email) -> Result<(), AuthError> {
         let now = self.now();
         let window = self.policy.code_failure_window;
         let attempts = self
             .store
-            .record_login_failure(&FailureKey::login_codes(user), now, now - window)
+            .record_login_failure(&FailureKey::login_codes(email), now, now - window)
             .await?;
         let ends = attempts.window_start + window;
         if attempts.count > self.policy.code_max_failures && now < ends {
@@ -445,13 +445,14 @@ impl Lifecycle {
         let Some(email) = Email::parse(email).ok().filter(|_| well_formed) else {
             return Err(AuthError::InvalidCode);
         };
+        // Counted before the account is looked up: an address without one is limited alike.
+        self.reserve_code_attempt(&email).await?;
         let record = self
             .store
             .user_by_email(&email)
             .await?
             .ok_or(AuthError::InvalidCode)?;
         let user = record.user;
-        self.reserve_code_attempt(&user.id).await?;
         let Some(stored) = self
             .store
             .spend_one_time_attempt(

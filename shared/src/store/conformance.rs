@@ -413,7 +413,6 @@ mod cases {
     /// separate counters.
     pub async fn failure_counters_of_different_kinds_are_separate(store: Arc<dyn Store>) {
         let email = Email::parse(&unique_email()).expect("valid");
-        let user = UserId::generate();
         let at = now();
         let floor = at - Duration::minutes(15);
         let keys = [
@@ -421,7 +420,7 @@ mod cases {
             FailureKey::address_from(&email, Some([127, 0, 0, 1].into())),
             FailureKey::address_from(&email, Some([127, 0, 0, 2].into())),
             FailureKey::address_from(&email, None),
-            FailureKey::login_codes(&user),
+            FailureKey::login_codes(&email),
         ];
         for (i, key) in keys.iter().enumerate() {
             for _ in 0..=i {

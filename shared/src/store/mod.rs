@@ -113,9 +113,11 @@ impl FailureKey {
         Self(format!("ip:{ip}:{}", email.as_str()))
     }
 
-    /// Wrong login codes of one account, whichever code they were meant for.
-    pub fn login_codes(user: &UserId) -> Self {
-        Self(format!("code:{user}"))
+    /// Login-code attempts on `email`'s account, whichever code they were meant for. Keyed by
+    /// the address (one account per address), so an address without an account counts
+    /// alike and the limit does not tell which addresses have one.
+    pub fn login_codes(email: &Email) -> Self {
+        Self(format!("code:{}", email.as_str()))
     }
 
     /// The key as stored.

@@ -23,8 +23,13 @@ struct App {
 
 impl App {
     async fn new(settings: &[(&str, &str)]) -> Self {
-        let mut vars: HashMap<String, String> =
-            HashMap::from([("AUTH_IP_LIMIT_PER_MIN".into(), "0".into())]);
+        // Mail goes to a temporary folder: tests never write into the source tree.
+        let outbox =
+            std::env::temp_dir().join(format!("meterline-router-outbox-{}", std::process::id()));
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("AUTH_IP_LIMIT_PER_MIN".into(), "0".into()),
+            ("MAIL_OUTBOX_DIR".into(), outbox.display().to_string()),
+        ]);
         vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(&vars).expect("config");
         let clock = Arc::new(ManualClock::new(Utc::now()));

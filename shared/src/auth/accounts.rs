@@ -237,7 +237,8 @@ impl Accounts {
     /// passwords cost the same hashing work and get the same answer. Every attempt on a
     /// well-formed email is first reserved in the lockout counters (atomically, before the
     /// hash is checked), so a burst of concurrent guesses gets at most `max_failures` verdicts
-    /// from one client IP; a success clears that IP's counter.
+    /// from one client IP. A success clears that IP's counter, and the address's too while it
+    /// holds no more than one IP's worth (the owner's own attempts, not a spread attack).
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
@@ -247,9 +248,10 @@ impl Accounts {
     ) -> Result<TokenPair, AuthError> {
         let now = self.now();
         let email = Email::parse(email).ok();
-        if let Some(email) = &email {
-            self.reserve_attempt(email, ip, now).await?;
-        }
+        let everywhere = match &email {
+            Some(email) => self.reserve_attempt(email, ip, now).await?,
+            None => 0,
+        };
         let record = match &email {
             Some(email) => self.store.user_by_email(email).await?,
             None => None,
@@ -270,6 +272,11 @@ impl Accounts {
         self.store
             .clear_login_failures(&FailureKey::address_from(email, ip))
             .await?;
+        if everywhere <= self.lockout.max_failures {
+            self.store
+                .clear_login_failures(&FailureKey::address(email))
+                .await?;
+        }
         if self.require_verified_email && !record.user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
@@ -279,13 +286,13 @@ impl Accounts {
     /// Counts one password attempt on `email` from `ip` before its hash is checked: first in
     /// the (address, IP) counter, then, only if that one has room, in the address's ceiling.
     /// A locked IP therefore adds nothing to the ceiling: locking the owner out everywhere
-    /// takes `max_failures_per_address / max_failures` IPs.
+    /// takes `max_failures_per_address / max_failures` IPs. Returns the address's count.
     async fn reserve_attempt(
         &self,
         email: &Email,
         ip: Option<IpAddr>,
         now: DateTime<Utc>,
-    ) -> Result<(), AuthError> {
+    ) -> Result<u32, AuthError> {
         let floor = now - self.lockout.window;
         let locked = |wait: Duration| AuthError::Locked {
             retry_after: wait.to_std().unwrap_or_default(),
@@ -312,7 +319,7 @@ impl Accounts {
             tracing::warn!(attempts = everywhere.count, "login locked for every client");
             return Err(locked(wait));
         }
-        Ok(())
+        Ok(everywhere.count)
     }
 
     /// Logs in the owner of `email`, whose address a trusted party has just proved (a login

@@ -1,7 +1,7 @@
 //! The account lifecycle around login: email verification, password reset by mail and one-time
 //! login codes. Every secret sent by mail is kept only hashed as a one-time record, works once,
 //! and expires; every "send me a mail" request answers the same whether or not the account
-//! exists, and is throttled per email and per client IP.
+//! exists, and is throttled per email (whatever the client IP) and per client IP.
 
 use super::{Accounts, AuthError, PurposeTokens, TokenHash, TokenPair, TokenRejection};
 use crate::clock::Clock;
@@ -33,9 +33,9 @@ pub struct LifecyclePolicy {
     pub code_ttl: Duration,
     /// `LOGIN_CODE_MAX_ATTEMPTS`: guesses before a code is dead (default 5).
     pub code_max_attempts: u32,
-    /// `LOGIN_CODE_MAX_FAILURES`: code attempts one account may make per window, whichever
-    /// codes they were for; then codes are refused until the window ends (default 10). A new
-    /// code does not reset it, so guessing is bounded per account, not per code.
+    /// `LOGIN_CODE_MAX_FAILURES`: code attempts on one address (so one account) per window,
+    /// whichever codes they were for; then codes are refused until the window ends (default
+    /// 10). A new code does not reset it, so guessing is bounded per account, not per code.
     pub code_max_failures: u32,
     /// `LOGIN_CODE_FAILURE_WINDOW_SECS`: the window of `code_max_failures` (default 1 h).
     pub code_failure_window: Duration,

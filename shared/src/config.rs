@@ -152,6 +152,9 @@ pub struct Config {
     pub login_max_failures: u32,
     /// `LOGIN_LOCKOUT_SECS`: the window failures are counted in, and how long the lock lasts.
     pub login_lockout: Duration,
+    /// `LOGIN_MAX_FAILURES_PER_ADDRESS`: password attempts on one address from all client IPs
+    /// together that lock it (the ceiling over the per-IP `LOGIN_MAX_FAILURES`; default 100).
+    pub login_max_failures_per_address: u32,
     /// `AUTH_IP_LIMIT_PER_MIN`: auth requests per client IP per minute; 0 turns it off.
     pub auth_ip_limit_per_min: u32,
     /// `MAX_BODY_BYTES`: the largest request body accepted.
@@ -319,6 +322,11 @@ impl Config {
             },
             login_max_failures: env.ranged("LOGIN_MAX_FAILURES", 5, 1..=1000)?,
             login_lockout: env.seconds("LOGIN_LOCKOUT_SECS", 15 * 60)?,
+            login_max_failures_per_address: env.ranged(
+                "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                100,
+                1..=1_000_000,
+            )?,
             auth_ip_limit_per_min: env.parse("AUTH_IP_LIMIT_PER_MIN", 300)?,
             max_body_bytes: env.ranged("MAX_BODY_BYTES", 1024 * 1024, 1024..=6 * 1024 * 1024)?,
             log_format: env.parse("LOG_FORMAT", default_log)?,

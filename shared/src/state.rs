@@ -141,6 +141,9 @@ impl AppState {
             Arc::clone(&clock),
             LockoutPolicy {
                 max_failures: config.login_max_failures,
+                max_failures_per_address: config
+                    .login_max_failures_per_address
+                    .max(config.login_max_failures),
                 window: chrono::Duration::from_std(config.login_lockout)?,
             },
             chrono::Duration::from_std(config.refresh_token_ttl)?,

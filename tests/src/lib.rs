@@ -197,6 +197,20 @@ impl Server {
         Reply::from(request.send().await.expect("request sent")).await
     }
 
+    /// POSTs `body` as JSON from the loopback source address `ip` (e.g. `127.0.0.2`), for the
+    /// rules about client IPs (the local server trusts the socket's peer address).
+    pub async fn post_from(&self, ip: &str, path: &str, body: Value, token: Option<&str>) -> Reply {
+        let client = reqwest::Client::builder()
+            .local_address(Some(ip.parse().expect("an IP address")))
+            .build()
+            .expect("client");
+        let mut request = client.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+
     /// GETs `path`, with a bearer token when given.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         let mut request = self.request(Method::GET, path);

@@ -225,8 +225,130 @@ async fn success_resets_the_failure_count(backend: Backend) {
     server.login(&email, PASSWORD).await;
 }
 
+/// Item 5: every attempt is reserved in the lockout counter before its password is checked, so
+/// a burst of concurrent wrong passwords gets at most `LOGIN_MAX_FAILURES` verdicts; the rest
+/// are locked out (429) without a hash being checked.
+async fn a_burst_of_wrong_passwords_gets_at_most_the_failure_limit_of_verdicts(backend: Backend) {
+    let server = std::sync::Arc::new(Server::start(backend).await);
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let burst = (0..30).map(|_| {
+        let server = std::sync::Arc::clone(&server);
+        let email = email.clone();
+        tokio::spawn(async move { server.attempt_login(&email, "wrong password!").await })
+    });
+    // Spawned all at once, before any answer is awaited.
+    let burst: Vec<_> = burst.collect();
+    let mut verdicts = 0;
+    for attempt in burst {
+        let reply = attempt.await.expect("task");
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            reply.assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+        } else {
+            reply.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+            verdicts += 1;
+        }
+    }
+    assert!(
+        verdicts <= 5,
+        "{verdicts} passwords were checked, the limit is 5"
+    );
+    assert!(verdicts >= 1);
+    server
+        .attempt_login(&email, PASSWORD)
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+}
+
+/// Item 12a: the lockout's first stage is per (address, client IP): a stranger on 127.0.0.2
+/// who locks themselves out does not lock the owner on 127.0.0.1 out.
+async fn a_stranger_on_another_ip_cannot_lock_the_owner_out(backend: Backend) {
+    let server = Server::start_with(
+        backend,
+        &[("ARGON2_MEMORY_KIB", "64"), ("ARGON2_ITERATIONS", "1")],
+    )
+    .await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let wrong = json!({"email": email, "password": "wrong password!"});
+    for _ in 0..5 {
+        server
+            .post_from("127.0.0.2", "/v1/auth/login", wrong.clone(), None)
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    for _ in 0..3 {
+        server
+            .post_from("127.0.0.2", "/v1/auth/login", wrong.clone(), None)
+            .await
+            .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    }
+    let right = json!({"email": email, "password": PASSWORD});
+    let owner = server
+        .post_from("127.0.0.1", "/v1/auth/login", right.clone(), None)
+        .await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+    // The stranger stays locked, even with the right password.
+    server
+        .post_from("127.0.0.2", "/v1/auth/login", right, None)
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+}
+
+/// Item 12a: over the per-IP stage, a per-address ceiling (`LOGIN_MAX_FAILURES_PER_ADDRESS`)
+/// bounds the guesses of many IPs together; a locked IP's attempts do not count towards it.
+async fn many_ips_together_meet_the_per_address_ceiling(backend: Backend) {
+    let server = Server::start_with(
+        backend,
+        &[
+            ("ARGON2_MEMORY_KIB", "64"),
+            ("ARGON2_ITERATIONS", "1"),
+            ("LOGIN_MAX_FAILURES", "2"),
+            ("LOGIN_MAX_FAILURES_PER_ADDRESS", "4"),
+        ],
+    )
+    .await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    // The owner's own logins do not add up towards the ceiling.
+    for _ in 0..6 {
+        server.login(&email, PASSWORD).await;
+    }
+    let wrong = json!({"email": email, "password": "wrong password!"});
+    let attempt = |ip: &'static str| {
+        let wrong = wrong.clone();
+        let server = &server;
+        async move { server.post_from(ip, "/v1/auth/login", wrong, None).await }
+    };
+    for _ in 0..2 {
+        attempt("127.0.0.2")
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    for _ in 0..5 {
+        attempt("127.0.0.2")
+            .await
+            .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    }
+    for _ in 0..2 {
+        attempt("127.0.0.3")
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    attempt("127.0.0.4")
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    server
+        .attempt_login(&email, PASSWORD)
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+}
+
 meterline_e2e::on_every_backend!(
     account_lifecycle,
     lockout_after_five_failures,
     success_resets_the_failure_count,
+    a_burst_of_wrong_passwords_gets_at_most_the_failure_limit_of_verdicts,
+    a_stranger_on_another_ip_cannot_lock_the_owner_out,
+    many_ips_together_meet_the_per_address_ceiling,
 );

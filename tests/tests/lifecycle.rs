@@ -368,6 +368,181 @@ async fn a_password_change_is_announced_by_mail(backend: Backend) {
     );
 }
 
+/// Item 1: the per-address mail limit holds whatever the client IP. From 127.0.0.2 the same
+/// address gets no fresh allowance, and the refusal does not spend 127.0.0.2's own budget.
+async fn a_new_client_ip_gets_no_new_allowance_for_an_address(backend: Backend) {
+    let server = Server::start_with(
+        backend,
+        &[
+            ("MAIL_PER_EMAIL_PER_MIN", "1"),
+            ("MAIL_PER_IP_PER_MIN", "3"),
+            ("AUTH_IP_LIMIT_PER_MIN", "0"),
+        ],
+    )
+    .await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let body = json!({ "email": email });
+    let first = server
+        .post_from("127.0.0.1", CODE_REQUEST, body.clone(), None)
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    for ip in ["127.0.0.2", "127.0.0.1", "127.0.0.2"] {
+        let again = server.post_from(ip, CODE_REQUEST, body.clone(), None).await;
+        again.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        assert!(again.headers.contains_key("retry-after"));
+    }
+    for path in [FORGOT, RESEND] {
+        // Each kind of mail has its own per-address budget, also across IPs.
+        let other_kind = server
+            .post_from("127.0.0.2", path, body.clone(), None)
+            .await;
+        assert_eq!(
+            other_kind.status,
+            StatusCode::ACCEPTED,
+            "{}",
+            other_kind.body
+        );
+        server
+            .post_from("127.0.0.1", path, body.clone(), None)
+            .await
+            .assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    }
+    assert_eq!(
+        server
+            .mails_to(&email)
+            .iter()
+            .filter(|m| m["kind"] == "login_code")
+            .count(),
+        1,
+        "one code mail, whichever IP asked"
+    );
+    // 127.0.0.2 was refused for the address and answered twice: one more request of its own.
+    let other = json!({ "email": unique_email() });
+    let third = server
+        .post_from("127.0.0.2", CODE_REQUEST, other, None)
+        .await;
+    assert_eq!(third.status, StatusCode::ACCEPTED, "{}", third.body);
+}
+
+/// Item 1: code guesses are capped per account over time, not per code: ten wrong codes
+/// spread over several fresh codes, then even the right code is refused (429) until the
+/// window ends; asking for a new code does not reset it.
+async fn wrong_login_codes_are_capped_per_account_not_per_code(backend: Backend) {
+    let server = unthrottled(backend, &[]).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let mut wrong = 0;
+    for per_code in [4, 4, 2] {
+        let code = login_code(&server, &email).await;
+        for _ in 0..per_code {
+            code_login(&server, &email, other_than(&code))
+                .await
+                .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+            wrong += 1;
+        }
+    }
+    assert_eq!(wrong, 10);
+    let code = login_code(&server, &email).await;
+    let refused = code_login(&server, &email, &code).await;
+    refused.assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1..=3600).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    let fresh = login_code(&server, &email).await;
+    code_login(&server, &email, &fresh)
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+    // The password still works, and other accounts' codes are unaffected.
+    server.login(&email, PASSWORD).await;
+    let other = unique_email();
+    server.signup(&other, PASSWORD).await;
+    let code = login_code(&server, &other).await;
+    let login = code_login(&server, &other, &code).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    // An address without an account is limited alike: the 429 tells no one it has one.
+    let nobody = unique_email();
+    for _ in 0..10 {
+        code_login(&server, &nobody, "000000")
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_code");
+    }
+    code_login(&server, &nobody, "000000")
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "account_locked");
+}
+
+/// Item 2: a squatter signs up with the victim's address and a password of their own and keeps
+/// a session; when the victim proves the address with a login code, the squatter's refresh
+/// and access tokens stop working and their password no longer logs in.
+async fn proving_an_address_by_code_evicts_whoever_signed_up_with_it(backend: Backend) {
+    let server = unthrottled(backend, &[]).await;
+    let victim = unique_email();
+    server.signup(&victim, PASSWORD).await;
+    let squatter = server.login(&victim, PASSWORD).await;
+
+    let code = login_code(&server, &victim).await;
+    let login = code_login(&server, &victim, &code).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let owner = meterline_e2e::Tokens::from(&login.body);
+
+    server
+        .me(&squatter.access)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    server
+        .refresh(&squatter.refresh)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    server
+        .attempt_login(&victim, PASSWORD)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let me = server.me(&owner.access).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.body["email_verified"], true);
+
+    // Once proved, a later code sign-in keeps the owner's other sessions.
+    let code = login_code(&server, &victim).await;
+    let again = code_login(&server, &victim, &code).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(server.me(&owner.access).await.status, StatusCode::OK);
+    // The owner sets a password by reset.
+    let token = reset_link(&server, &victim).await;
+    assert_eq!(
+        reset(&server, &token, NEW_PASSWORD).await.status,
+        StatusCode::NO_CONTENT
+    );
+    server.login(&victim, NEW_PASSWORD).await;
+}
+
+/// Item 2, the other side: proving the address from inside a session (the verification link
+/// mailed at signup) keeps that session and the password.
+async fn proving_an_address_by_its_verification_link_keeps_the_session(backend: Backend) {
+    let server = unthrottled(backend, &[]).await;
+    let email = unique_email();
+    server.signup(&email, PASSWORD).await;
+    let session = server.login(&email, PASSWORD).await;
+    let token = link_token(&server.last_mail(&email, "verify_email"));
+    let verified = verify(&server, &token).await;
+    assert!(verified.status.is_success(), "{}", verified.body);
+    assert_eq!(
+        server.me(&session.access).await.body["email_verified"],
+        true
+    );
+    assert_eq!(
+        server.refresh(&session.refresh).await.status,
+        StatusCode::OK
+    );
+    server.login(&email, PASSWORD).await;
+}
+
 meterline_e2e::on_every_backend!(
     signup_mails_a_link_that_verifies_once,
     an_expired_verification_link_is_refused,
@@ -380,4 +555,8 @@ meterline_e2e::on_every_backend!(
     a_login_code_dies_after_five_wrong_tries,
     an_expired_login_code_is_refused,
     a_password_change_is_announced_by_mail,
+    a_new_client_ip_gets_no_new_allowance_for_an_address,
+    wrong_login_codes_are_capped_per_account_not_per_code,
+    proving_an_address_by_code_evicts_whoever_signed_up_with_it,
+    proving_an_address_by_its_verification_link_keeps_the_session,
 );

@@ -198,8 +198,9 @@ async fn sign_in_creates_reuses_and_links_accounts(backend: Backend) {
     let form = Reply::from(form).await;
     assert_eq!(signed_in(&rig, &form).await["id"], id);
 
-    // An existing password account with the same email is linked: same id, now verified, and
-    // its password still works.
+    // An existing password account with the same email is linked: same id, now verified. Its
+    // address had never been proved, so whoever chose its password may not own it: the
+    // password stops working (the owner sets one by reset).
     let linked_email = unique_email();
     let created = rig.server.signup(&linked_email, PASSWORD).await;
     assert_eq!(created["email_verified"], false);
@@ -207,7 +208,10 @@ async fn sign_in_creates_reuses_and_links_accounts(backend: Backend) {
     let me = signed_in(&rig, &linked).await;
     assert_eq!(me["id"], created["id"]);
     assert_eq!(me["email_verified"], true);
-    rig.server.login(&linked_email, PASSWORD).await;
+    rig.server
+        .attempt_login(&linked_email, PASSWORD)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
 
     // The GitHub flow (user + primary verified email) signs the same owner in.
     let github = rig.sign_in("github", &user(&linked_email)).await;
@@ -274,7 +278,39 @@ async fn state_verifier_and_code_replays_are_refused(backend: Backend) {
         .assert_problem(StatusCode::BAD_REQUEST, "invalid_state");
 }
 
+/// Item 2: a squatter signs up with the victim's address and password and keeps a session;
+/// the victim signs in through a provider that vouches for the address: the squatter's refresh
+/// and access tokens are rejected and the squatter's password no longer logs in. The victim's
+/// own later sign-ins keep each other's sessions.
+async fn proving_an_address_by_oauth_evicts_whoever_signed_up_with_it(backend: Backend) {
+    let rig = Rig::start(backend).await;
+    let victim = unique_email();
+    let squatted = rig.server.signup(&victim, PASSWORD).await;
+    let squatter = rig.server.login(&victim, PASSWORD).await;
+
+    let first = rig.sign_in("keycloak", &user(&victim)).await;
+    assert_eq!(signed_in(&rig, &first).await["id"], squatted["id"]);
+    rig.server
+        .me(&squatter.access)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    rig.server
+        .refresh(&squatter.refresh)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "token_revoked");
+    rig.server
+        .attempt_login(&victim, PASSWORD)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    let owner = Tokens::from(&first.body);
+    let second = rig.sign_in("github", &user(&victim)).await;
+    signed_in(&rig, &second).await;
+    assert_eq!(rig.server.me(&owner.access).await.status, StatusCode::OK);
+}
+
 on_every_backend!(
+    proving_an_address_by_oauth_evicts_whoever_signed_up_with_it,
     sign_in_creates_reuses_and_links_accounts,
     state_verifier_and_code_replays_are_refused,
 );

@@ -12,7 +12,7 @@ use meterline::domain::{
     DisplayName, Email, MAX_PAGE_SIZE, OrgId, PageRequest, Password, Role, User,
 };
 use meterline::http::{
-    ApiError, Caller, Json, JsonOrForm, OptionalJson, Origin, Problem, throttle_by_ip,
+    ApiError, Caller, ClientIp, Json, JsonOrForm, OptionalJson, Origin, Problem, throttle_by_ip,
 };
 use meterline::orgs::Orgs;
 use serde::{Deserialize, Serialize};
@@ -111,15 +111,17 @@ struct LoginRequest {
         (status = 200, description = "A new session's tokens", body = TokenPair),
         (status = 401, description = "`invalid_credentials`", body = Problem,
             content_type = "application/problem+json"),
-        (status = 429, description = "`account_locked` after repeated failures, or \
-            `rate_limited` for this client IP; see `Retry-After`", body = Problem,
+        (status = 429, description = "`account_locked` after repeated failures (from this \
+            client IP, or from all of them together), or `rate_limited` for this client IP; \
+            see `Retry-After`", body = Problem,
             content_type = "application/problem+json"),
     ))]
 async fn login(
     State(accounts): State<Accounts>,
+    ClientIp(ip): ClientIp,
     JsonOrForm(body): JsonOrForm<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    Ok(Json(accounts.login(&body.email, body.password).await?))
+    Ok(Json(accounts.login(&body.email, body.password, ip).await?))
 }
 
 #[derive(Deserialize, ToSchema)]

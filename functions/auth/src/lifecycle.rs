@@ -157,11 +157,12 @@ async fn reset_password(
     State(lifecycle): State<Lifecycle>,
     State(orgs): State<Orgs>,
     Origin(origin): Origin,
+    ClientIp(ip): ClientIp,
     Json(body): Json<ResetRequest>,
 ) -> Result<StatusCode, ApiError> {
     // The password is checked first, so a weak one does not spend the link.
     let new = Password::parse("new_password", body.new_password)?;
-    let user = lifecycle.reset_password(&body.token, new).await?;
+    let user = lifecycle.reset_password(&body.token, new, ip).await?;
     orgs.record_account_event(&user.id, "user.password_reset", &origin)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -194,12 +195,16 @@ struct CodeLoginRequest {
     code: String,
 }
 
-/// Logs in with a mailed code: six digits, 15 minutes, one use, five tries.
+/// Logs in with a mailed code: six digits, 15 minutes, one use, five tries; at most ten code
+/// attempts per account an hour, whichever codes they were for.
 #[utoipa::path(post, path = "/v1/auth/login/code", tag = "auth", request_body = CodeLoginRequest,
     responses(
         (status = 200, description = "A new session's tokens", body = TokenPair),
         (status = 401, description = "`invalid_code` (wrong, unknown, used, or out of tries) \
             or `code_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`account_locked`: the account used up its code \
+            attempts of the window (a new code does not reset it); see `Retry-After`",
+            body = Problem, content_type = "application/problem+json"),
     ))]
 async fn login_with_code(
     State(lifecycle): State<Lifecycle>,

@@ -9,27 +9,38 @@ use crate::domain::{
     DisplayName, Email, Password, PasswordAttempt, SessionId, TokenId, User, UserId,
 };
 use crate::store::{
-    Consumed, LoginFailures, RefreshTokenRecord, Session, Store, StoreError, UserRecord,
+    Consumed, FailureKey, LoginFailures, RefreshTokenRecord, Session, Store, StoreError, UserRecord,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-/// When repeated failed logins lock an account.
+/// When repeated failed logins lock an address. Two stages: `max_failures` per (address,
+/// client IP), so a stranger elsewhere cannot lock the owner out at the low threshold, and
+/// `max_failures_per_address` from all IPs together, a ceiling on what many IPs can guess.
 #[derive(Debug, Clone, Copy)]
 pub struct LockoutPolicy {
-    /// Failures within `window` that lock the account.
+    /// Attempts within `window` from one client IP that lock the address for that IP.
     pub max_failures: u32,
+    /// Attempts within `window` from every IP together that lock the address for everyone.
+    pub max_failures_per_address: u32,
     /// The window failures are counted in; the lock lasts until the window that filled up ends.
     pub window: Duration,
 }
 
 impl LockoutPolicy {
-    /// How long the account stays locked, if `failures` lock it at `now`.
-    fn retry_after(&self, failures: &LoginFailures, now: DateTime<Utc>) -> Option<Duration> {
+    /// How long the counter stays locked, if the attempt that brought it to `failures` (a
+    /// reservation, counted before the password is checked) is over `max` at `now`.
+    fn retry_after(
+        &self,
+        failures: &LoginFailures,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Option<Duration> {
         let ends = failures.window_start + self.window;
-        (failures.count >= self.max_failures && now < ends).then(|| ends - now)
+        (failures.count > max && now < ends).then(|| ends - now)
     }
 }
 
@@ -164,11 +175,13 @@ impl Accounts {
     }
 
     /// Sets a new password without the old one (a reset link proved the owner), signs the
-    /// account out everywhere and lifts a lockout; returns how many sessions ended.
+    /// account out everywhere and lifts a lockout (the address's, and the one of the client IP
+    /// the reset came from); returns how many sessions ended.
     pub(crate) async fn reset_password(
         &self,
         user: &User,
         new: &Password,
+        ip: Option<IpAddr>,
     ) -> Result<u64, AuthError> {
         let hash = self.passwords.hash(new).await?;
         self.store.set_password_hash(&user.id, &hash).await?;
@@ -177,7 +190,12 @@ impl Accounts {
             .store
             .revoke_other_sessions(&user.id, &SessionId::generate())
             .await?;
-        self.store.clear_login_failures(&user.email).await?;
+        self.store
+            .clear_login_failures(&FailureKey::address(&user.email))
+            .await?;
+        self.store
+            .clear_login_failures(&FailureKey::address_from(&user.email, ip))
+            .await?;
         Ok(revoked)
     }
 
@@ -216,24 +234,24 @@ impl Accounts {
     }
 
     /// Checks credentials and starts a session. Unknown emails, malformed emails and wrong
-    /// passwords cost the same hashing work and get the same answer; failures count towards
-    /// the lockout per email, whether or not the account exists.
+    /// passwords cost the same hashing work and get the same answer. Every attempt on a
+    /// well-formed email is first reserved in the lockout counters (atomically, before the
+    /// hash is checked), so a burst of concurrent guesses gets at most `max_failures` verdicts
+    /// from one client IP. A success clears that IP's counter, and the address's too while it
+    /// holds no more than one IP's worth (the owner's own attempts, not a spread attack).
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, email: &str, password: String) -> Result<TokenPair, AuthError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        ip: Option<IpAddr>,
+    ) -> Result<TokenPair, AuthError> {
         let now = self.now();
         let email = Email::parse(email).ok();
-        let failures = match &email {
-            Some(email) => self.store.login_failures(email).await?,
-            None => None,
+        let everywhere = match &email {
+            Some(email) => self.reserve_attempt(email, ip, now).await?,
+            None => 0,
         };
-        if let Some(wait) = failures
-            .as_ref()
-            .and_then(|f| self.lockout.retry_after(f, now))
-        {
-            return Err(AuthError::Locked {
-                retry_after: wait.to_std().unwrap_or_default(),
-            });
-        }
         let record = match &email {
             Some(email) => self.store.user_by_email(email).await?,
             None => None,
@@ -248,20 +266,60 @@ impl Accounts {
         let stored = record.as_ref().map(|r| &r.password_hash);
         let matches = self.passwords.verify(&attempt, stored).await? && plausible;
         let (Some(email), Some(record), true) = (email.as_ref(), record, matches) else {
-            if let Some(email) = &email {
-                let floor = now - self.lockout.window;
-                let counted = self.store.record_login_failure(email, now, floor).await?;
-                tracing::info!(failures = counted.count, "failed login");
-            }
+            tracing::info!("failed login");
             return Err(AuthError::InvalidCredentials);
         };
-        if failures.is_some() {
-            self.store.clear_login_failures(email).await?;
+        self.store
+            .clear_login_failures(&FailureKey::address_from(email, ip))
+            .await?;
+        if everywhere <= self.lockout.max_failures {
+            self.store
+                .clear_login_failures(&FailureKey::address(email))
+                .await?;
         }
         if self.require_verified_email && !record.user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
         self.start_session(&record.user.id, now).await
+    }
+
+    /// Counts one password attempt on `email` from `ip` before its hash is checked: first in
+    /// the (address, IP) counter, then, only if that one has room, in the address's ceiling.
+    /// A locked IP therefore adds nothing to the ceiling: locking the owner out everywhere
+    /// takes `max_failures_per_address / max_failures` IPs. Returns the address's count.
+    async fn reserve_attempt(
+        &self,
+        email: &Email,
+        ip: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) -> Result<u32, AuthError> {
+        let floor = now - self.lockout.window;
+        let locked = |wait: Duration| AuthError::Locked {
+            retry_after: wait.to_std().unwrap_or_default(),
+        };
+        let here = self
+            .store
+            .record_login_failure(&FailureKey::address_from(email, ip), now, floor)
+            .await?;
+        if let Some(wait) = self
+            .lockout
+            .retry_after(&here, self.lockout.max_failures, now)
+        {
+            tracing::info!(attempts = here.count, "login locked for this client");
+            return Err(locked(wait));
+        }
+        let everywhere = self
+            .store
+            .record_login_failure(&FailureKey::address(email), now, floor)
+            .await?;
+        if let Some(wait) =
+            self.lockout
+                .retry_after(&everywhere, self.lockout.max_failures_per_address, now)
+        {
+            tracing::warn!(attempts = everywhere.count, "login locked for every client");
+            return Err(locked(wait));
+        }
+        Ok(everywhere.count)
     }
 
     /// Logs in the owner of `email`, whose address a trusted party has just proved (a login
@@ -314,15 +372,40 @@ impl Accounts {
         }
     }
 
-    /// Starts a session for `user`, whose email a trusted party has just proved: marks the
-    /// email verified first. Returns the tokens and the account as it now is.
+    /// Starts a session for `user`, whose email a trusted party has just proved (a login code,
+    /// an OAuth provider). When the address had never been proved, whoever made the account
+    /// may not be its owner (pre-account takeover): the account is claimed first (see
+    /// [`Self::claim_for_proved_owner`]). Returns the tokens and the account as it now is.
     pub(crate) async fn sign_in(&self, mut user: User) -> Result<(TokenPair, User), AuthError> {
         if !user.email_verified {
-            self.store.set_email_verified(&user.id).await?;
+            self.claim_for_proved_owner(&user).await?;
             user.email_verified = true;
         }
         let pair = self.start_session(&user.id, self.now()).await?;
         Ok((pair, user))
+    }
+
+    /// Hands an account whose address was never proved to the person who just proved it from
+    /// outside any session: every session ends (refresh and access tokens), the password,
+    /// which whoever signed up chose, stops working (the owner sets one by reset), then the
+    /// address is marked verified. In this order, so a failure midway leaves the account
+    /// unverified and the next proof does it all again.
+    async fn claim_for_proved_owner(&self, user: &User) -> Result<(), AuthError> {
+        let revoked = self
+            .store
+            .revoke_other_sessions(&user.id, &SessionId::generate())
+            .await?;
+        let unusable = Password::parse("password", RefreshSecret::generate().expose().to_owned())
+            .map_err(|err| anyhow::anyhow!("random password refused: {err}"))?;
+        let hash = self.passwords.hash(&unusable).await?;
+        self.store.set_password_hash(&user.id, &hash).await?;
+        self.store.set_email_verified(&user.id).await?;
+        tracing::warn!(
+            user_id = %user.id,
+            revoked_sessions = revoked,
+            "unverified account claimed by the proved owner of its address"
+        );
+        Ok(())
     }
 
     async fn start_session(

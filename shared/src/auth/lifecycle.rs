@@ -1,7 +1,7 @@
 //! The account lifecycle around login: email verification, password reset by mail and one-time
 //! login codes. Every secret sent by mail is kept only hashed as a one-time record, works once,
 //! and expires; every "send me a mail" request answers the same whether or not the account
-//! exists, and is throttled per email and per client IP.
+//! exists, and is throttled per email (whatever the client IP) and per client IP.
 
 use super::{Accounts, AuthError, PurposeTokens, TokenHash, TokenPair, TokenRejection};
 use crate::clock::Clock;
@@ -9,8 +9,8 @@ use crate::config::{ConfigError, Env, FailMode};
 use crate::domain::{Email, Password, User, UserId};
 use crate::mail::templates::{self, Branding};
 use crate::mail::{MailConfig, MailerKind, Message, Postman};
-use crate::ratelimit::{Decision, LimitRequest, Limiter};
-use crate::store::{OneTimeRecord, Purpose, Store};
+use crate::ratelimit::{Bucket, Decision, Limiter};
+use crate::store::{FailureKey, OneTimeRecord, Purpose, Store};
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -33,6 +33,12 @@ pub struct LifecyclePolicy {
     pub code_ttl: Duration,
     /// `LOGIN_CODE_MAX_ATTEMPTS`: guesses before a code is dead (default 5).
     pub code_max_attempts: u32,
+    /// `LOGIN_CODE_MAX_FAILURES`: code attempts on one address (so one account) per window,
+    /// whichever codes they were for; then codes are refused until the window ends (default
+    /// 10). A new code does not reset it, so guessing is bounded per account, not per code.
+    pub code_max_failures: u32,
+    /// `LOGIN_CODE_FAILURE_WINDOW_SECS`: the window of `code_max_failures` (default 1 h).
+    pub code_failure_window: Duration,
     /// `MAIL_PER_EMAIL_PER_MIN`: mails of one kind one address may be sent per minute
     /// (default 1; 0 = unlimited).
     pub mails_per_email_per_min: u32,
@@ -65,6 +71,8 @@ impl LifecyclePolicy {
             reset_ttl: secs("PASSWORD_RESET_TTL_SECS", 30 * 60)?,
             code_ttl: secs("LOGIN_CODE_TTL_SECS", 15 * 60)?,
             code_max_attempts: env.ranged("LOGIN_CODE_MAX_ATTEMPTS", 5, 1..=20)?,
+            code_max_failures: env.ranged("LOGIN_CODE_MAX_FAILURES", 10, 1..=1000)?,
+            code_failure_window: secs("LOGIN_CODE_FAILURE_WINDOW_SECS", 3600)?,
             mails_per_email_per_min: env.ranged("MAIL_PER_EMAIL_PER_MIN", 1, 0..=1000)?,
             mails_per_ip_per_min: env.ranged("MAIL_PER_IP_PER_MIN", 10, 0..=100_000)?,
         })
@@ -149,7 +157,8 @@ impl Lifecycle {
     }
 
     /// Throttles mail of `purpose` to `email` and from `ip`, in the shared limiter (Redis in
-    /// AWS), so the bound holds across every instance.
+    /// AWS), so the bound holds across every instance. The two are independent buckets: the
+    /// address's is keyed by the address alone, so it holds whatever the client IP.
     async fn throttle(
         &self,
         purpose: Purpose,
@@ -167,15 +176,21 @@ impl Lifecycle {
         let email_hash = digest(email.as_str());
         let email_bucket = &email_hash.as_str()[..32];
         let ip_bucket = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        let request = LimitRequest {
-            key_id: format!("mail:{}:{email_bucket}", purpose.as_str()),
-            org_id: format!("mailip:{ip_bucket}"),
-            key_rpm: (per_email > 0).then_some(per_email),
-            org_rpm: if per_ip > 0 { per_ip } else { 1_000_000 },
-            quotas: Vec::new(),
-            now_ms: self.clock.now().timestamp_millis(),
-        };
-        match self.limiter.check(&request).await {
+        let mut buckets = Vec::with_capacity(2);
+        if per_email > 0 {
+            buckets.push(Bucket {
+                key: format!("mail:{}:{email_bucket}", purpose.as_str()),
+                per_minute: per_email,
+            });
+        }
+        if per_ip > 0 {
+            buckets.push(Bucket {
+                key: format!("mailip:{ip_bucket}"),
+                per_minute: per_ip,
+            });
+        }
+        let now_ms = self.clock.now().timestamp_millis();
+        match self.limiter.check_buckets(&buckets, now_ms).await {
             Ok(Decision::RateLimited { retry_after_ms, .. }) => {
                 tracing::warn!(purpose = purpose.as_str(), "mail requests throttled");
                 Err(AuthError::Throttled {
@@ -320,7 +335,12 @@ impl Lifecycle {
     /// Spends a reset link: sets the new password, ends every session, lifts a lockout, marks
     /// the email verified (the link proved it) and mails a notice. Returns the account.
     #[tracing::instrument(skip_all)]
-    pub async fn reset_password(&self, token: &str, new: Password) -> Result<User, AuthError> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new: Password,
+        ip: Option<IpAddr>,
+    ) -> Result<User, AuthError> {
         let user_id = self.spend_link(Purpose::PasswordReset, token).await?;
         let mut user = self
             .store
@@ -328,7 +348,7 @@ impl Lifecycle {
             .await?
             .ok_or(AuthError::InvalidToken)?
             .user;
-        let revoked = self.accounts.reset_password(&user, &new).await?;
+        let revoked = self.accounts.reset_password(&user, &new, ip).await?;
         if !user.email_verified {
             self.store.set_email_verified(&user.id).await?;
             user.email_verified = true;
@@ -352,6 +372,28 @@ impl Lifecycle {
         Ok(TokenHash::from_stored(hex::encode(
             mac.finalize().into_bytes(),
         )))
+    }
+
+    /// Counts one code attempt on `email` before the code is checked; refuses it when the
+    /// address has used up its attempts of the window.
+    async fn reserve_code_attempt(&self, email: &Email) -> Result<(), AuthError> {
+        let now = self.now();
+        let window = self.policy.code_failure_window;
+        let attempts = self
+            .store
+            .record_login_failure(&FailureKey::login_codes(email), now, now - window)
+            .await?;
+        let ends = attempts.window_start + window;
+        if attempts.count > self.policy.code_max_failures && now < ends {
+            tracing::warn!(
+                attempts = attempts.count,
+                "login codes locked for the account"
+            );
+            return Err(AuthError::Locked {
+                retry_after: (ends - now).to_std().unwrap_or_default(),
+            });
+        }
+        Ok(())
     }
 
     /// Mails a six-digit login code to `email` if it has an account (replacing any earlier
@@ -390,9 +432,12 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Logs in with a mailed code. Each try spends one of the code's attempts first (atomically,
-    /// so racing guesses cannot exceed the limit); a wrong, unknown, spent or exhausted code is
-    /// `invalid_code` alike. Success marks the email verified (the code proved it).
+    /// Logs in with a mailed code. Each try is first counted against the account (at most
+    /// `code_max_failures` a window, whichever code it is for: past it, `account_locked` until
+    /// the window ends, and a new code changes nothing), then spends one of the code's
+    /// attempts (both atomically, so racing guesses cannot exceed either limit); a wrong,
+    /// unknown, spent or exhausted code is `invalid_code` alike. Success signs in as a proof
+    /// of the address ([`Accounts::sign_in`]).
     #[tracing::instrument(skip_all)]
     pub async fn login_with_code(&self, email: &str, code: &str) -> Result<TokenPair, AuthError> {
         let code = code.trim();
@@ -400,6 +445,8 @@ impl Lifecycle {
         let Some(email) = Email::parse(email).ok().filter(|_| well_formed) else {
             return Err(AuthError::InvalidCode);
         };
+        // Counted before the account is looked up: an address without one is limited alike.
+        self.reserve_code_attempt(&email).await?;
         let record = self
             .store
             .user_by_email(&email)
@@ -607,7 +654,17 @@ mod tests {
 
         async fn check(
             &self,
-            _request: &LimitRequest,
+            _request: &crate::ratelimit::LimitRequest,
+        ) -> Result<Decision, crate::ratelimit::LimiterError> {
+            Err(crate::ratelimit::LimiterError(anyhow::anyhow!(
+                "unreachable"
+            )))
+        }
+
+        async fn check_buckets(
+            &self,
+            _buckets: &[crate::ratelimit::Bucket],
+            _now_ms: i64,
         ) -> Result<Decision, crate::ratelimit::LimiterError> {
             Err(crate::ratelimit::LimiterError(anyhow::anyhow!(
                 "unreachable"

@@ -322,3 +322,105 @@ async fn an_unreachable_redis_is_an_error_not_a_hang() {
 
 #[path = "conformance_batch.rs"]
 mod batch_suite;
+
+/// Independent buckets ([`Limiter::check_buckets`]): a bucket is one limit whoever names it.
+mod bucket_cases {
+    use super::*;
+
+    fn bucket(key: &str, per_minute: u32) -> Bucket {
+        Bucket {
+            key: key.into(),
+            per_minute,
+        }
+    }
+
+    /// The mail throttle's shape: one bucket per address, one per client IP. A new IP gets no
+    /// new allowance for the same address; nothing is counted when one bucket refuses.
+    pub async fn a_bucket_holds_whatever_the_other_buckets(limiter: Arc<dyn Limiter>) {
+        let ns = ulid::Ulid::new().to_string();
+        let address = format!("addr:{ns}");
+        let (ip_a, ip_b) = (format!("ip:a:{ns}"), format!("ip:b:{ns}"));
+        let check = |ip: &str| vec![bucket(&address, 2), bucket(ip, 10)];
+        let limiter = &*limiter;
+        for _ in 0..2 {
+            let decision = limiter
+                .check_buckets(&check(&ip_a), T0)
+                .await
+                .expect("check");
+            assert!(matches!(decision, Decision::Allowed { .. }), "{decision:?}");
+        }
+        let refused = limiter
+            .check_buckets(&check(&ip_b), T0)
+            .await
+            .expect("check");
+        let Decision::RateLimited { retry_after_ms, .. } = refused else {
+            panic!("a second IP got a fresh allowance: {refused:?}");
+        };
+        assert_eq!(retry_after_ms, 30_000);
+        // The refusal counted nothing in ip_b's bucket: it still has its ten.
+        for _ in 0..10 {
+            let other = format!("addr:other:{ns}:{}", ulid::Ulid::new());
+            let decision = limiter
+                .check_buckets(&[bucket(&other, 1), bucket(&ip_b, 10)], T0)
+                .await
+                .expect("check");
+            assert!(matches!(decision, Decision::Allowed { .. }), "{decision:?}");
+        }
+        // Half a minute later the address has room for one more, from any IP.
+        let later = limiter
+            .check_buckets(&check(&format!("ip:c:{ns}")), T0 + 30_000)
+            .await
+            .expect("check");
+        assert!(matches!(later, Decision::Allowed { .. }), "{later:?}");
+        // No buckets, no limit.
+        assert!(matches!(
+            limiter.check_buckets(&[], T0).await.expect("check"),
+            Decision::Allowed { .. }
+        ));
+    }
+
+    /// Concurrent callers of one bucket get exactly its burst.
+    pub async fn concurrent_bucket_checks_get_exactly_the_limit(limiter: Arc<dyn Limiter>) {
+        let address = format!("addr:{}", ulid::Ulid::new());
+        let clients = (0..16).map(|i| {
+            let limiter = Arc::clone(&limiter);
+            let address = address.clone();
+            tokio::spawn(async move {
+                let mut count = 0;
+                for j in 0..4 {
+                    let buckets = [bucket(&address, 20), bucket(&format!("ip:{i}:{j}"), 5)];
+                    if matches!(
+                        limiter.check_buckets(&buckets, T0).await.expect("check"),
+                        Decision::Allowed { .. }
+                    ) {
+                        count += 1;
+                    }
+                }
+                count
+            })
+        });
+        let mut total = 0;
+        for client in clients {
+            total += client.await.expect("task");
+        }
+        assert_eq!(total, 20);
+    }
+}
+
+mod buckets {
+    macro_rules! bucket_conformance {
+        ($backend:ident: $($case:ident),+ $(,)?) => {
+            mod $backend {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        super::super::bucket_cases::$case(super::super::open::$backend().await)
+                            .await;
+                    }
+                )+
+            }
+        };
+    }
+    bucket_conformance!(local: a_bucket_holds_whatever_the_other_buckets, concurrent_bucket_checks_get_exactly_the_limit);
+    bucket_conformance!(redis: a_bucket_holds_whatever_the_other_buckets, concurrent_bucket_checks_get_exactly_the_limit);
+}

@@ -4,7 +4,8 @@
 
 use super::gcra::{self, Tested};
 use super::{
-    BatchDecision, BatchRequest, Decision, LimitRequest, Limiter, LimiterError, QuotaState, Refund,
+    BatchDecision, BatchRequest, Bucket, Decision, LimitRequest, Limiter, LimiterError, QuotaState,
+    RateState, Refund,
 };
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
@@ -183,6 +184,66 @@ impl Limiter for LocalLimiter {
         Ok(Decision::Allowed {
             rate: binding.state,
             quota: quota_state,
+        })
+    }
+
+    async fn check_buckets(&self, buckets: &[Bucket], now: i64) -> Result<Decision, LimiterError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.checks += 1;
+        if state.checks.is_multiple_of(SWEEP_EVERY) {
+            state.sweep(now);
+        }
+        let tested: Vec<(String, Tested)> = buckets
+            .iter()
+            .map(|bucket| {
+                let name = format!("bucket:{}", bucket.key);
+                let tat = state.tats.get(&name).copied().unwrap_or(0);
+                let result = gcra::test(tat, bucket.per_minute, now);
+                (name, result)
+            })
+            .collect();
+        // The same choice of binding bucket as `buckets.lua`: a refusing one first, then the
+        // one with the fewest requests left.
+        let mut binding: Option<Tested> = None;
+        for (_, t) in &tested {
+            let better = binding.is_none_or(|b| {
+                (!t.allowed && b.allowed)
+                    || (t.allowed == b.allowed && t.state.remaining < b.state.remaining)
+            });
+            if better {
+                binding = Some(*t);
+            }
+        }
+        let Some(binding) = binding else {
+            return Ok(Decision::Allowed {
+                rate: RateState {
+                    limit: 0,
+                    remaining: 0,
+                    reset_ms: 0,
+                },
+                quota: None,
+            });
+        };
+        if tested.iter().any(|(_, t)| !t.allowed) {
+            let retry = tested
+                .iter()
+                .map(|(_, t)| t.retry_after_ms)
+                .max()
+                .unwrap_or(0);
+            return Ok(Decision::RateLimited {
+                rate: binding.state,
+                retry_after_ms: retry,
+            });
+        }
+        for (name, t) in tested {
+            state.tats.insert(name, t.new_tat);
+        }
+        Ok(Decision::Allowed {
+            rate: binding.state,
+            quota: None,
         })
     }
 

@@ -107,6 +107,18 @@ pub enum Decision {
     },
 }
 
+/// One independent limit of a [`Limiter::check_buckets`] call: a GCRA bucket named only by
+/// what it limits (e.g. `mail:login_code:<address hash>` or `mailip:<ip>`). Unlike the per-key
+/// limit of [`LimitRequest`], which is filed under its org, a bucket is shared by every caller
+/// that names it, so a per-address limit holds whatever the client IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// The bucket's name; equal names are one bucket.
+    pub key: String,
+    /// Requests per minute it allows (a burst of this many from idle).
+    pub per_minute: u32,
+}
+
 /// The limiter could not decide (its backend is down); `RATE_LIMIT_FAIL_MODE` says what then.
 #[derive(Debug, thiserror::Error)]
 #[error("rate limiter unavailable: {0}")]
@@ -120,6 +132,15 @@ pub trait Limiter: Send + Sync + 'static {
 
     /// Checks and, when allowed, counts one request: one atomic step.
     async fn check(&self, request: &LimitRequest) -> Result<Decision, LimiterError>;
+
+    /// Checks independent buckets and, when every one allows, counts one request in each: one
+    /// atomic step. Answers [`Decision::Allowed`] (without a quota) or
+    /// [`Decision::RateLimited`] with the binding bucket's state; no buckets allow everything.
+    async fn check_buckets(
+        &self,
+        buckets: &[Bucket],
+        now_ms: i64,
+    ) -> Result<Decision, LimiterError>;
 
     /// Marks a key revoked so the next check refuses it, even where a key cache still holds
     /// it. The mark outlives any cache (`ttl_ms`).

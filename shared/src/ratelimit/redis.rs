@@ -6,7 +6,7 @@
 //! slot and the script stays valid on clustered Redis.
 
 use super::{
-    BatchDecision, BatchRequest, Decision, LimitRequest, Limiter, LimiterError, QuotaState,
+    BatchDecision, BatchRequest, Bucket, Decision, LimitRequest, Limiter, LimiterError, QuotaState,
     RateState, Refund,
 };
 use async_trait::async_trait;
@@ -18,6 +18,8 @@ const CHECK: &str = include_str!("check.lua");
 const BATCH: &str = include_str!("batch.lua");
 /// Gives back what a batch spent: [`Limiter::refund`].
 const REFUND: &str = include_str!("refund.lua");
+/// Independent buckets: [`Limiter::check_buckets`].
+const BUCKETS: &str = include_str!("buckets.lua");
 
 /// Rate limits and quotas in Redis (ElastiCache in AWS).
 pub struct RedisLimiter {
@@ -25,6 +27,7 @@ pub struct RedisLimiter {
     script: redis::Script,
     batch: redis::Script,
     refund: redis::Script,
+    buckets: redis::Script,
     prefix: String,
 }
 
@@ -44,11 +47,14 @@ impl RedisLimiter {
         script.prepare_invoke().load_async(&mut connection).await?;
         let batch = redis::Script::new(BATCH);
         batch.prepare_invoke().load_async(&mut connection).await?;
+        let buckets = redis::Script::new(BUCKETS);
+        buckets.prepare_invoke().load_async(&mut connection).await?;
         Ok(Self {
             connection,
             script,
             batch,
             refund: redis::Script::new(REFUND),
+            buckets,
             prefix: prefix.to_owned(),
         })
     }
@@ -145,6 +151,45 @@ impl Limiter for RedisLimiter {
                 retry_after_ms: retry as u64,
             },
             _ => Decision::QuotaExceeded { rate, quota },
+        })
+    }
+
+    async fn check_buckets(
+        &self,
+        buckets: &[Bucket],
+        now_ms: i64,
+    ) -> Result<Decision, LimiterError> {
+        let mut invocation = self.buckets.prepare_invoke();
+        invocation.arg(now_ms);
+        for bucket in buckets {
+            // One hash tag for every bucket: a call's keys must share a cluster slot, and
+            // these limits (mail, sign-in) see little traffic.
+            invocation
+                .key(self.key("buckets", &format!("tat:{}", bucket.key)))
+                .arg(bucket.per_minute.max(1));
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let [code, limit, remaining, reset, retry] = reply[..] else {
+            return Err(LimiterError(anyhow::anyhow!(
+                "unexpected script reply {reply:?}"
+            )));
+        };
+        let rate = RateState {
+            limit: limit as u32,
+            remaining: remaining as u32,
+            reset_ms: reset as u64,
+        };
+        Ok(if code == 0 {
+            Decision::Allowed { rate, quota: None }
+        } else {
+            Decision::RateLimited {
+                rate,
+                retry_after_ms: retry as u64,
+            }
         })
     }
 

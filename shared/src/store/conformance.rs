@@ -331,7 +331,7 @@ mod cases {
     }
 
     pub async fn login_failures_count_within_a_window(store: Arc<dyn Store>) {
-        let email = Email::parse(&unique_email()).expect("valid");
+        let email = FailureKey::address(&Email::parse(&unique_email()).expect("valid"));
         assert!(store.login_failures(&email).await.expect("read").is_none());
         let start = now();
         let floor = |at: DateTime<Utc>| at - Duration::minutes(15);
@@ -381,7 +381,7 @@ mod cases {
     }
 
     pub async fn concurrent_login_failures_are_all_counted(store: Arc<dyn Store>) {
-        let email = Email::parse(&unique_email()).expect("valid");
+        let email = FailureKey::address(&Email::parse(&unique_email()).expect("valid"));
         let at = now();
         let racers = (0..10).map(|_| {
             let store = Arc::clone(&store);
@@ -392,9 +392,13 @@ mod cases {
                     .await
             })
         });
+        // Each racer gets its own count: a reservation before the password check is exact.
+        let mut counts = Vec::new();
         for racer in racers {
-            racer.await.expect("task").expect("record");
+            counts.push(racer.await.expect("task").expect("record").count);
         }
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=10).collect::<Vec<u32>>());
         assert_eq!(
             store
                 .login_failures(&email)
@@ -402,6 +406,52 @@ mod cases {
                 .expect("read")
                 .map(|f| f.count),
             Some(10)
+        );
+    }
+
+    /// The kinds of failure counter (address, address from one IP, an account's codes) are
+    /// separate counters.
+    pub async fn failure_counters_of_different_kinds_are_separate(store: Arc<dyn Store>) {
+        let email = Email::parse(&unique_email()).expect("valid");
+        let at = now();
+        let floor = at - Duration::minutes(15);
+        let keys = [
+            FailureKey::address(&email),
+            FailureKey::address_from(&email, Some([127, 0, 0, 1].into())),
+            FailureKey::address_from(&email, Some([127, 0, 0, 2].into())),
+            FailureKey::address_from(&email, None),
+            FailureKey::login_codes(&email),
+        ];
+        for (i, key) in keys.iter().enumerate() {
+            for _ in 0..=i {
+                store
+                    .record_login_failure(key, at, floor)
+                    .await
+                    .expect("record");
+            }
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let count = store
+                .login_failures(key)
+                .await
+                .expect("read")
+                .map(|f| f.count);
+            assert_eq!(count, Some(i as u32 + 1), "{key:?}");
+        }
+        store.clear_login_failures(&keys[1]).await.expect("clear");
+        assert!(
+            store
+                .login_failures(&keys[1])
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            store
+                .login_failures(&keys[2])
+                .await
+                .expect("read")
+                .is_some()
         );
     }
 
@@ -1396,6 +1446,7 @@ every_backend!(
     a_revoked_access_token_stays_revoked,
     login_failures_count_within_a_window,
     concurrent_login_failures_are_all_counted,
+    failure_counters_of_different_kinds_are_separate,
     ping_answers,
     an_org_is_visible_to_its_members_only,
     a_users_orgs_page_newest_first_exactly_once,

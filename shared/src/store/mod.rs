@@ -96,6 +96,38 @@ pub struct LoginFailures {
     pub window_start: DateTime<Utc>,
 }
 
+/// What a failure counter counts for (see [`Store::record_login_failure`]): an address, an
+/// address from one client IP, or an account's login codes. Keys of different kinds never
+/// collide: only the address kind is a bare email, and the others start with a prefix an
+/// email cannot (`:` is not allowed in an address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FailureKey(String);
+
+impl FailureKey {
+    /// Failed password logins of `email` from anywhere (the per-address ceiling).
+    pub fn address(email: &Email) -> Self {
+        Self(email.as_str().to_owned())
+    }
+
+    /// Failed password logins of `email` from one client IP (the first lockout stage).
+    pub fn address_from(email: &Email, ip: Option<std::net::IpAddr>) -> Self {
+        let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        Self(format!("ip:{ip}:{}", email.as_str()))
+    }
+
+    /// Login-code attempts on `email`'s account, whichever code they were meant for. Keyed by
+    /// the address (one account per address), so an address without an account counts
+    /// alike and the limit does not tell which addresses have one.
+    pub fn login_codes(email: &Email) -> Self {
+        Self(format!("code:{}", email.as_str()))
+    }
+
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -197,20 +229,21 @@ pub trait Store:
         jti: &TokenId,
     ) -> StoreResult<bool>;
 
-    /// Counts one failed login for `email`: starts a new window at `now` when the current one
-    /// began at or before `window_floor`. Atomic under concurrent failures.
+    /// Counts one failed login (or one reserved attempt) for `key`: starts a new window at
+    /// `now` when the current one began at or before `window_floor`. Atomic under concurrent
+    /// failures: each caller gets its own count.
     async fn record_login_failure(
         &self,
-        email: &Email,
+        key: &FailureKey,
         now: DateTime<Utc>,
         window_floor: DateTime<Utc>,
     ) -> StoreResult<LoginFailures>;
 
-    /// The failures counted for `email`, if any.
-    async fn login_failures(&self, email: &Email) -> StoreResult<Option<LoginFailures>>;
+    /// The failures counted for `key`, if any.
+    async fn login_failures(&self, key: &FailureKey) -> StoreResult<Option<LoginFailures>>;
 
-    /// Forgets the failures of `email` (after a successful login).
-    async fn clear_login_failures(&self, email: &Email) -> StoreResult<()>;
+    /// Forgets the failures of `key` (after a successful login).
+    async fn clear_login_failures(&self, key: &FailureKey) -> StoreResult<()>;
 }
 
 /// Opens the store a `STORE_URL` names: `sqlite://PATH`, `postgres://...` or

@@ -21,8 +21,8 @@
 //! writes inside transactions, never read-then-write.
 
 use super::{
-    Consumed, LoginFailures, RefreshTokenRecord, Session, Store, StoreError, StoreResult,
-    UserRecord,
+    Consumed, FailureKey, LoginFailures, RefreshTokenRecord, Session, Store, StoreError,
+    StoreResult, UserRecord,
 };
 use crate::auth::{PasswordHash, TokenHash};
 use crate::domain::{Email, SessionId, TokenId, User, UserId};
@@ -271,8 +271,8 @@ fn refresh_pk(hash: &TokenHash) -> String {
     format!("REFRESH#{}", hash.as_str())
 }
 
-fn login_fail_pk(email: &Email) -> String {
-    format!("LOGINFAIL#{email}")
+fn login_fail_pk(key: &FailureKey) -> String {
+    format!("LOGINFAIL#{}", key.as_str())
 }
 
 fn malformed(what: &str) -> StoreError {
@@ -665,7 +665,7 @@ impl Store for DynamoStore {
 
     async fn record_login_failure(
         &self,
-        email: &Email,
+        counter: &FailureKey,
         now: DateTime<Utc>,
         window_floor: DateTime<Utc>,
     ) -> StoreResult<LoginFailures> {
@@ -677,7 +677,7 @@ impl Store for DynamoStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(login_fail_pk(email), "LOGINFAIL")))
+                .set_key(Some(key(login_fail_pk(counter), "LOGINFAIL")))
                 .update_expression("SET failures = failures + :one")
                 .condition_expression("window_start > :floor")
                 .expression_attribute_values(":one", n(1))
@@ -696,7 +696,7 @@ impl Store for DynamoStore {
                 Err(err) if is_conditional_failure(&err) => {}
                 Err(err) => return Err(sdk_error(err)),
             }
-            let mut item = key(login_fail_pk(email), "LOGINFAIL");
+            let mut item = key(login_fail_pk(counter), "LOGINFAIL");
             item.insert("failures".into(), n(1));
             item.insert("window_start".into(), ms(now));
             item.insert("ttl".into(), ttl(now + (now - window_floor)));
@@ -725,19 +725,19 @@ impl Store for DynamoStore {
         )))
     }
 
-    async fn login_failures(&self, email: &Email) -> StoreResult<Option<LoginFailures>> {
-        self.get(login_fail_pk(email), "LOGINFAIL")
+    async fn login_failures(&self, counter: &FailureKey) -> StoreResult<Option<LoginFailures>> {
+        self.get(login_fail_pk(counter), "LOGINFAIL")
             .await?
             .as_ref()
             .map(failures_from_item)
             .transpose()
     }
 
-    async fn clear_login_failures(&self, email: &Email) -> StoreResult<()> {
+    async fn clear_login_failures(&self, counter: &FailureKey) -> StoreResult<()> {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(login_fail_pk(email), "LOGINFAIL")))
+            .set_key(Some(key(login_fail_pk(counter), "LOGINFAIL")))
             .send()
             .await
             .map_err(sdk_error)?;

@@ -12,8 +12,8 @@ mod usage;
 
 use super::orgs::owner_delta;
 use super::{
-    Consumed, LoginFailures, OrgStore, RefreshTokenRecord, Session, Store, StoreError, StoreResult,
-    UserRecord,
+    Consumed, FailureKey, LoginFailures, OrgStore, RefreshTokenRecord, Session, Store, StoreError,
+    StoreResult, UserRecord,
 };
 use crate::auth::{PasswordHash, TokenHash};
 use crate::domain::{
@@ -374,7 +374,7 @@ impl Store for SqlStore {
 
     async fn record_login_failure(
         &self,
-        email: &Email,
+        key: &FailureKey,
         now: DateTime<Utc>,
         window_floor: DateTime<Utc>,
     ) -> StoreResult<LoginFailures> {
@@ -388,7 +388,7 @@ impl Store for SqlStore {
                                      ELSE login_failures.window_start END \
              RETURNING count, window_start",
         )
-        .bind(email.as_str())
+        .bind(key.as_str())
         .bind(millis(now))
         .bind(millis(window_floor))
         .fetch_one(&self.pool)
@@ -397,18 +397,18 @@ impl Store for SqlStore {
         failures_from_row(&row)
     }
 
-    async fn login_failures(&self, email: &Email) -> StoreResult<Option<LoginFailures>> {
+    async fn login_failures(&self, key: &FailureKey) -> StoreResult<Option<LoginFailures>> {
         let row = sqlx::query("SELECT count, window_start FROM login_failures WHERE email = $1")
-            .bind(email.as_str())
+            .bind(key.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?;
         row.as_ref().map(failures_from_row).transpose()
     }
 
-    async fn clear_login_failures(&self, email: &Email) -> StoreResult<()> {
+    async fn clear_login_failures(&self, key: &FailureKey) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE email = $1")
-            .bind(email.as_str())
+            .bind(key.as_str())
             .execute(&self.pool)
             .await
             .map_err(db_error)?;

@@ -17,6 +17,7 @@ pub use app::service;
 pub use bearer::Caller;
 pub use client_ip::ClientIp;
 pub use error::{ApiError, FieldError, Problem};
+pub use health::HEALTH_TTL;
 pub use extract::{Json, JsonOrForm, List, OptionalJson, PageQuery, Paging, Path, Query};
 pub use metered::{
     API_KEY_HEADER, MeterRejection, MeteringLayer, MeteringService, api_key, metered_headers,

@@ -5,8 +5,13 @@
 //!
 //! Every step is in the org's audit log: `invitation.created`, `invitation.accepted`,
 //! `invitation.declined`, `invitation.revoked`.
+//!
+//! Invitation mails to one address are throttled like every other mail
+//! (`MAIL_PER_EMAIL_PER_MIN`, whichever org or admin sends them), so an admin cannot turn the
+//! invitation route into a way to flood somebody's inbox.
 
 use crate::clock::Clock;
+use crate::config::FailMode;
 use crate::domain::{
     AuditEntry, AuditOrigin, Email, Invitation, InvitationId, InvitationStatus, Membership,
     OrgAction, OrgId, Page, PageRequest, Role, UserId, authorize,
@@ -15,11 +20,14 @@ use crate::http::ApiError;
 use crate::mail::Postman;
 use crate::mail::templates::{self, Branding};
 use crate::orgs::{OrgError, Orgs};
+use crate::ratelimit::{Bucket, Decision, Limiter};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why an invitation operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +47,15 @@ pub enum InvitationError {
     /// The caller's address is not verified, so it is not proven to be theirs.
     #[error("verify your email address to see and answer invitations to it")]
     EmailNotVerified,
+    /// The address was sent an invitation moments ago; try again after `retry_after`.
+    #[error("this address was just sent an invitation; try again shortly")]
+    Throttled {
+        /// How long until the address may be mailed again.
+        retry_after: Duration,
+    },
+    /// The limiter is down and fails closed: no mail can be sent safely.
+    #[error("invitations cannot be sent right now")]
+    Unavailable(#[source] anyhow::Error),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,6 +83,12 @@ impl From<InvitationError> for ApiError {
                 code: "email_not_verified",
                 detail,
             },
+            InvitationError::Throttled { retry_after } => Self::TooManyRequests {
+                code: "rate_limited",
+                detail,
+                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            },
+            InvitationError::Unavailable(cause) => Self::Unavailable(cause),
         }
     }
 }
@@ -165,6 +188,18 @@ pub struct Invitations {
     postman: Postman,
     brand: Branding,
     clock: Arc<dyn Clock>,
+    mail_limit: MailLimit,
+}
+
+/// How invitation mails to one address are throttled.
+#[derive(Clone)]
+pub struct MailLimit {
+    /// The limiter the other mails are throttled in.
+    pub limiter: Arc<dyn Limiter>,
+    /// Invitation mails one address may be sent per minute (0 = unlimited).
+    pub per_address_per_min: u32,
+    /// What to do when the limiter is down.
+    pub fail_mode: FailMode,
 }
 
 impl Invitations {
@@ -176,6 +211,7 @@ impl Invitations {
         postman: Postman,
         brand: Branding,
         clock: Arc<dyn Clock>,
+        mail_limit: MailLimit,
     ) -> Self {
         Self {
             store,
@@ -183,6 +219,38 @@ impl Invitations {
             postman,
             brand,
             clock,
+            mail_limit,
+        }
+    }
+
+    /// Counts one invitation mail to `email`, or refuses it when the address had its share.
+    async fn throttle_mail(&self, email: &Email) -> Result<(), InvitationError> {
+        let limit = &self.mail_limit;
+        if limit.per_address_per_min == 0 {
+            return Ok(());
+        }
+        // The address is hashed so limiter keys never hold an email.
+        let hashed = hex::encode(Sha256::digest(email.as_str().as_bytes()));
+        let bucket = Bucket {
+            key: format!("mail:invitation:{}", &hashed[..32]),
+            per_minute: limit.per_address_per_min,
+        };
+        let now_ms = self.clock.now().timestamp_millis();
+        match limit.limiter.check_buckets(&[bucket], now_ms).await {
+            Ok(Decision::RateLimited { retry_after_ms, .. }) => {
+                tracing::warn!("invitation mails to one address throttled");
+                Err(InvitationError::Throttled {
+                    retry_after: Duration::from_millis(retry_after_ms),
+                })
+            }
+            Ok(_) => Ok(()),
+            Err(err) => match limit.fail_mode {
+                FailMode::Open => {
+                    tracing::warn!(error = %err, "limiter down; invitation mail let through");
+                    Ok(())
+                }
+                FailMode::Closed => Err(InvitationError::Unavailable(err.into())),
+            },
         }
     }
 
@@ -214,6 +282,7 @@ impl Invitations {
             return Ok(MemberAdded::Updated(member));
         }
         authorize(actor_role, OrgAction::AddMember(role)).map_err(OrgError::from)?;
+        self.throttle_mail(email).await?;
         let now = self.now();
         let earlier = self.store.invitation_of_org_to(&org.id, email).await?;
         let invitation = Invitation::new(&org.id, &org.name, email.clone(), role, caller, now);

@@ -9,7 +9,7 @@ use crate::auth::{
 use crate::billing::{Billing, BillingPolicy, PlanBook};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::invitations::Invitations;
+use crate::invitations::{Invitations, MailLimit};
 use crate::mail::Postman;
 use crate::mail::templates::Branding;
 use crate::metering::{Metering, MeteringPolicy};
@@ -149,6 +149,11 @@ impl AppState {
             chrono::Duration::from_std(config.refresh_token_ttl)?,
         )
         .requiring_verified_email(config.lifecycle.require_verified_email);
+        let invitation_mails = MailLimit {
+            limiter: Arc::clone(&limiter),
+            per_address_per_min: config.lifecycle.mails_per_email_per_min,
+            fail_mode: config.rate_limit_fail_mode,
+        };
         let lifecycle = Lifecycle::new(LifecycleParts {
             store: Arc::clone(&store),
             accounts: accounts.clone(),
@@ -194,6 +199,7 @@ impl AppState {
                 app_url: config.mail.app_url.clone(),
             },
             Arc::clone(&clock),
+            invitation_mails,
         );
         let oauth = OAuth::new(
             &config.oauth,

@@ -497,7 +497,35 @@ async fn a_password_change_is_in_the_security_log_not_in_the_org_audit_log(backe
     assert!(!actions(&owners).contains(&"user.password_changed".to_owned()));
 }
 
+/// Invitation mails to one address are throttled whichever org sends them: two orgs cannot
+/// be used to mail one inbox twice in a minute. The refused invitation changes nothing.
+async fn invitation_mails_to_one_address_are_throttled(backend: Backend) {
+    let server = Server::start(backend).await;
+    let (first, second) = (server.account().await, server.account().await);
+    let (org_a, org_b) = (
+        server.org(&first, "First").await,
+        server.org(&second, "Second").await,
+    );
+    let target = unique_email();
+    server.invite(&first, &org_a, &target, "member").await;
+    let again = post(
+        &server,
+        &second,
+        &format!("/v1/orgs/{org_b}/members"),
+        json!({"email": target, "role": "member"}),
+    )
+    .await;
+    again.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(again.headers.contains_key("retry-after"), "{:?}", again.headers);
+    let listed = get(&server, &second, &format!("/v1/orgs/{org_b}/invitations")).await;
+    assert_eq!(ids(&listed), Vec::<String>::new());
+    let mails = server.mails_to(&target);
+    let invitations = mails.iter().filter(|m| m["kind"] == "invitation").count();
+    assert_eq!(invitations, 1, "{mails:?}");
+}
+
 meterline_e2e::on_every_backend!(
+    invitation_mails_to_one_address_are_throttled,
     adding_a_non_member_invites_them_and_membership_starts_on_accept,
     an_address_without_an_account_is_invited_alike_and_sees_it_after_signup,
     a_declined_invitation_makes_no_member,

@@ -273,6 +273,9 @@ struct Invited {
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last_owner`: the org would have no owner", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: the address was sent an invitation moments \
+            ago (by any org); see `Retry-After`. Nothing is stored", body = Problem,
+            content_type = "application/problem+json"),
     ))]
 async fn put_member(
     State(invitations): State<Invitations>,

@@ -516,7 +516,11 @@ async fn invitation_mails_to_one_address_are_throttled(backend: Backend) {
     )
     .await;
     again.assert_problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    assert!(again.headers.contains_key("retry-after"), "{:?}", again.headers);
+    assert!(
+        again.headers.contains_key("retry-after"),
+        "{:?}",
+        again.headers
+    );
     let listed = get(&server, &second, &format!("/v1/orgs/{org_b}/invitations")).await;
     assert_eq!(ids(&listed), Vec::<String>::new());
     let mails = server.mails_to(&target);

@@ -573,7 +573,10 @@ async fn tenants_are_isolated(backend: Backend) {
 
 async fn concurrent_demotions_leave_an_owner(backend: Backend) {
     // One address is invited to three orgs in a row: no mail throttle here.
-    let settings = [("AUTH_IP_LIMIT_PER_MIN", "0"), ("MAIL_PER_EMAIL_PER_MIN", "0")];
+    let settings = [
+        ("AUTH_IP_LIMIT_PER_MIN", "0"),
+        ("MAIL_PER_EMAIL_PER_MIN", "0"),
+    ];
     let server = Server::start_with(backend, &settings).await;
     let (a, b) = (server.account().await, server.account().await);
     for round in 0..3 {

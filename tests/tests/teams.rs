@@ -28,7 +28,10 @@ struct Fixture {
 impl Fixture {
     async fn new(backend: Backend) -> Self {
         // Members leave and are invited back within a minute: no mail throttle here.
-        let settings = [("AUTH_IP_LIMIT_PER_MIN", "0"), ("MAIL_PER_EMAIL_PER_MIN", "0")];
+        let settings = [
+            ("AUTH_IP_LIMIT_PER_MIN", "0"),
+            ("MAIL_PER_EMAIL_PER_MIN", "0"),
+        ];
         let server = Server::start_with(backend, &settings).await;
         let owner = server.account().await;
         let admin = server.account().await;

@@ -109,6 +109,72 @@ async fn malformed_bodies_are_4xx_problems() {
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
 }
 
+/// A body must be a JSON object: serde would read a struct from an array by position, so
+/// `[null, null]` once cleared an org's rate limit through `PATCH /v1/orgs/{org}`. Arrays,
+/// strings and `null` are 422 and change nothing, on every route that reads a body.
+async fn bodies_must_be_json_objects(backend: Backend) {
+    let server = Server::start_with(backend, &[("AUTH_IP_LIMIT_PER_MIN", "0")]).await;
+    let owner = server.account().await;
+    let org = server.org(&owner, "Acme").await;
+    let path = format!("/v1/orgs/{org}");
+    let limited = meterline_e2e::call(
+        &server,
+        Method::PATCH,
+        &path,
+        &owner.token,
+        json!({"rate_limit_rpm": 60}),
+    )
+    .await;
+    assert_eq!(limited.status, StatusCode::OK, "{}", limited.body);
+    let keyed = server.keyed(json!({"name": "k"})).await;
+
+    for body in [
+        json!([null, null]),
+        json!(["Renamed", 5]),
+        json!("x"),
+        json!(null),
+    ] {
+        let patch = server
+            .request(Method::PATCH, &path)
+            .bearer_auth(&owner.token);
+        let patched = Reply::from(patch.json(&body).send().await.expect("send")).await;
+        patched.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let email = unique_email();
+        let signup = server
+            .post(
+                "/v1/auth/signup",
+                json!([email, "correct horse battery"]),
+                None,
+            )
+            .await;
+        signup.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(
+            server
+                .attempt_login(&email, "correct horse battery")
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        let events = server
+            .metered(
+                "/v1/events",
+                Some(&keyed.key),
+                json!([[{"id": "e1", "meter": "m", "quantity": 1}]]),
+            )
+            .await;
+        events.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let verify = server
+            .metered("/v1/verify", Some(&keyed.key), json!(["tokens"]))
+            .await;
+        verify.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    }
+    let org_now = server.get(&path, Some(&owner.token)).await;
+    assert_eq!(org_now.body["name"], "Acme", "{}", org_now.body);
+    assert_eq!(org_now.body["rate_limit_rpm"], 60, "{}", org_now.body);
+}
+
+meterline_e2e::on_every_backend!(bodies_must_be_json_objects);
+
 #[tokio::test]
 async fn bodies_over_one_mebibyte_are_413() {
     let server = Server::start(Backend::Sqlite).await;

@@ -64,8 +64,7 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<Optio
         return Ok(None);
     }
     require_json(headers)?;
-    let axum::Json(value) = axum::Json::<T>::from_bytes(bytes)?;
-    Ok(Some(value))
+    Ok(Some(meterline::http::json_object(bytes)?))
 }
 
 #[derive(Deserialize, Default, ToSchema)]

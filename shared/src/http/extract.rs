@@ -1,5 +1,9 @@
 //! Body extractors whose rejections are problems: malformed JSON 400, a wrong type or a
 //! missing field 422, a wrong content type 415, an oversized body 413. Never a 500.
+//!
+//! Every JSON body must be an object: serde would otherwise read a struct from an array by
+//! position (`[null, null]` as `{"name": null, "rate_limit_rpm": null}`), a form the contract
+//! never documents. [`json_object`] is the one parser of request bodies.
 
 use super::ApiError;
 use crate::domain::{Page, PageRequest};
@@ -24,9 +28,28 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(Self(value))
+        if !is_json(req.headers()) {
+            return Err(expected_json());
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_error(rejection.status()))?;
+        Ok(Self(json_object(&bytes)?))
     }
+}
+
+/// Parses a request body that must be a JSON object into `T`: malformed JSON is 400, any other
+/// JSON value (an array, a string, `null`) or a body `T` refuses is 422.
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let axum::Json(value) = axum::Json::<T>::from_bytes(bytes)?;
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::Validation {
+            detail: "the request body must be a JSON object".into(),
+            errors: Vec::new(),
+        });
+    }
+    Ok(value)
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -57,8 +80,7 @@ where
         if !is_json {
             return Err(expected_json());
         }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-        Ok(Self(Some(value)))
+        Ok(Self(Some(json_object(&bytes)?)))
     }
 }
 

@@ -17,7 +17,9 @@ pub use app::service;
 pub use bearer::Caller;
 pub use client_ip::ClientIp;
 pub use error::{ApiError, FieldError, Problem};
-pub use extract::{Json, JsonOrForm, List, OptionalJson, PageQuery, Paging, Path, Query};
+pub use extract::{
+    Json, JsonOrForm, List, OptionalJson, PageQuery, Paging, Path, Query, json_object,
+};
 pub use health::HEALTH_TTL;
 pub use metered::{
     API_KEY_HEADER, MeterRejection, MeteringLayer, MeteringService, api_key, metered_headers,

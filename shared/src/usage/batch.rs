@@ -127,7 +127,7 @@ pub fn decode_events(
             "is required",
         )]));
     }
-    let axum::Json(request) = axum::Json::<EventsBody>::from_bytes(body)?;
+    let request: EventsBody = crate::http::json_object(body)?;
     if request.events.is_empty() || request.events.len() > MAX_EVENTS {
         let message = format!("must hold 1 to {MAX_EVENTS} events");
         return Err(ApiError::invalid(vec![ValidationError::new(

@@ -1,6 +1,16 @@
 //! Meterline's core: everything the Lambda functions share.
 //!
-//! Dependency direction inside the crate: `http` -> `auth`, `store`, `ratelimit` -> `domain`.
+//! The layers, each using only those above it:
+//!
+//! | layer | modules | what it holds |
+//! |---|---|---|
+//! | domain | [`domain`], [`clock`], [`time_format`] | types and pure rules: ids, roles, plans, invoices, usage events |
+//! | crypto | [`auth`] (passwords, tokens, key secrets, Stripe signatures) | secrets made, hashed and checked in constant time |
+//! | services | [`auth`] (accounts, lifecycle), [`orgs`], [`invitations`], [`teams`], [`api_keys`], [`metering`], [`billing`], [`oauth`] | the rules of each endpoint group, over the ports below |
+//! | adapters | [`store`] (SQLite, Postgres, DynamoDB), [`ratelimit`] (in-process, Redis), [`usage`] (direct, SQS), [`mail`] (outbox, SES) | the ports and their backends, each proven by one conformance suite |
+//! | http | [`http`] | extractors, the one error shape, request ids, metering middleware, OpenAPI |
+//! | wiring | [`config`], [`state`], [`lambda`], [`telemetry`] | configuration from the environment, the composition root, the Lambda bootstrap |
+//!
 //! Handlers in the function crates reach storage only through [`store::Store`], so every
 //! backend behaves the same.
 

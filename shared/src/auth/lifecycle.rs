@@ -437,7 +437,7 @@ impl Lifecycle {
     /// the window ends, and a new code changes nothing), then spends one of the code's
     /// attempts (both atomically, so racing guesses cannot exceed either limit); a wrong,
     /// unknown, spent or exhausted code is `invalid_code` alike. Success signs in as a proof
-    /// of the address ([`Accounts::sign_in`]).
+    /// of the address (`Accounts::sign_in`).
     #[tracing::instrument(skip_all)]
     pub async fn login_with_code(&self, email: &str, code: &str) -> Result<TokenPair, AuthError> {
         let code = code.trim();

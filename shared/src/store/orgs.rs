@@ -43,8 +43,8 @@ pub trait OrgStore: Send + Sync + 'static {
     async fn members(&self, org: &OrgId, page: &PageRequest) -> StoreResult<Page<Membership>>;
 
     /// Adds a member (`previous` = `None`) or changes a member's role from `previous`, with the
-    /// audit entry, atomically. [`StoreError::Conflict`] when the membership is no longer as
-    /// read; [`StoreError::LastOwner`] when it would leave the org without an owner, however
+    /// audit entry, atomically. [`StoreError::Conflict`](super::StoreError::Conflict) when the membership is no longer as
+    /// read; [`StoreError::LastOwner`](super::StoreError::LastOwner) when it would leave the org without an owner, however
     /// many such changes race.
     async fn set_member_role(
         &self,
@@ -54,7 +54,7 @@ pub trait OrgStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Removes a member whose role is `previous`, with the audit entry; same guarantees as
-    /// [`Store::set_member_role`].
+    /// [`OrgStore::set_member_role`].
     async fn remove_member(
         &self,
         org: &OrgId,

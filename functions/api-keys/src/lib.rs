@@ -103,9 +103,7 @@ fn team_id(raw: Option<&str>) -> Result<Option<TeamId>, ValidationError> {
 
 fn expiry(raw: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ValidationError> {
     let Some(raw) = raw else { return Ok(None) };
-    let at = DateTime::parse_from_rfc3339(raw)
-        .map_err(|_| ValidationError::new("expires_at", "must be an RFC 3339 time"))?
-        .with_timezone(&Utc);
+    let at = meterline::time_format::parse("expires_at", raw)?;
     if at <= now {
         return Err(ValidationError::new("expires_at", "must be in the future"));
     }

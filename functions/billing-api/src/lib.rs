@@ -225,12 +225,8 @@ struct UsageRange {
 }
 
 fn time(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ValidationError> {
-    raw.map(|raw| {
-        DateTime::parse_from_rfc3339(raw)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| ValidationError::new(field, "must be an RFC 3339 time"))
-    })
-    .transpose()
+    raw.map(|raw| meterline::time_format::parse(field, raw))
+        .transpose()
 }
 
 impl UsageQuery {

@@ -95,9 +95,7 @@ fn timestamp(
 ) -> Result<DateTime<Utc>, ValidationError> {
     let Some(raw) = raw else { return Ok(now) };
     let name = field(index, "timestamp");
-    let at = DateTime::parse_from_rfc3339(raw)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| ValidationError::new(name.clone(), "must be an RFC 3339 time"))?;
+    let at = crate::time_format::parse(name.clone(), raw)?;
     if at < window.earliest {
         return Err(ValidationError::new(
             name,

@@ -11,47 +11,19 @@
 -- Returns {code, limit, remaining, reset_ms, retry_after_ms, quota_limit, quota_used, dup...}
 -- code: 0 allowed, 1 revoked, 2 rate limited, 3 quota exceeded, 4 too many meters (quota_limit
 -- is then the cap); dup: one 0/1 per event, 1 = seen within the dedup window (not counted).
-local now = tonumber(ARGV[1]) * 1000
 local key_rpm = tonumber(ARGV[2])
 local org_rpm = tonumber(ARGV[3])
 local nq = tonumber(ARGV[4])
 local dedup_ttl = tonumber(ARGV[5])
 local max_meters = tonumber(ARGV[6])
 local nm = tonumber(ARGV[7])
-local period = 60000000
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {1, 0, 0, 0, 0, 0, 0}
 end
 
-local function test(tat_key, rpm)
-  local interval = math.floor(period / rpm)
-  local tat = tonumber(redis.call('GET', tat_key) or '0')
-  local start = math.max(tat, now)
-  local new_tat = start + interval
-  local allowed = (new_tat - now) <= interval * rpm
-  local horizon = allowed and new_tat or start
-  local remaining = math.max(math.floor((interval * rpm - (horizon - now)) / interval), 0)
-  local retry = 0
-  if not allowed then retry = math.ceil(math.max(new_tat - now - interval * rpm, 1) / 1000) end
-  return {allowed = allowed, new_tat = new_tat, limit = rpm, remaining = remaining,
-          reset = math.ceil(math.max(horizon - now, 0) / 1000), retry = retry}
-end
-
-local org = test(KEYS[3], org_rpm)
-local binding = org
-local key = nil
-if key_rpm > 0 then
-  key = test(KEYS[2], key_rpm)
-  if (not key.allowed and org.allowed) or (key.allowed == org.allowed and key.remaining < org.remaining) then
-    binding = key
-  end
-end
-if not org.allowed or (key and not key.allowed) then
-  local retry = org.retry
-  if key and key.retry > retry then retry = key.retry end
-  return {2, binding.limit, binding.remaining, binding.reset, retry, 0, 0}
-end
+local org, key, binding, refused = key_and_org(KEYS[2], KEYS[3], key_rpm, org_rpm)
+if refused then return refused end
 
 if max_meters > 0 then
   local fresh = 0
@@ -114,10 +86,8 @@ if max_meters > 0 and nm > 0 then
   redis.call('SADD', KEYS[4], unpack(meters))
 end
 
-redis.call('SET', KEYS[3], string.format('%.0f', org.new_tat), 'PX', math.max(math.ceil((org.new_tat - now) / 1000), 1))
-if key then
-  redis.call('SET', KEYS[2], string.format('%.0f', key.new_tat), 'PX', math.max(math.ceil((key.new_tat - now) / 1000), 1))
-end
+commit(KEYS[3], org)
+if key then commit(KEYS[2], key) end
 local reply = {0, binding.limit, binding.remaining, binding.reset, 0, first_limit, first_used}
 for e = 1, ne do reply[#reply + 1] = dups[e] end
 return reply

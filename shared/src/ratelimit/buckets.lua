@@ -5,23 +5,6 @@
 -- KEYS[i] the TAT of bucket i        ARGV[1] now_ms, ARGV[1 + i] bucket i's limit per minute
 -- Returns {code, limit, remaining, reset_ms, retry_after_ms} of the binding bucket
 -- code: 0 allowed, 2 rate limited. Time runs in microseconds inside, replies in ms.
-local now = tonumber(ARGV[1]) * 1000
-local period = 60000000
-
-local function test(tat_key, rpm)
-  local interval = math.floor(period / rpm)
-  local tat = tonumber(redis.call('GET', tat_key) or '0')
-  local start = math.max(tat, now)
-  local new_tat = start + interval
-  local allowed = (new_tat - now) <= interval * rpm
-  local horizon = allowed and new_tat or start
-  local remaining = math.max(math.floor((interval * rpm - (horizon - now)) / interval), 0)
-  local retry = 0
-  if not allowed then retry = math.ceil(math.max(new_tat - now - interval * rpm, 1) / 1000) end
-  return {allowed = allowed, new_tat = new_tat, limit = rpm, remaining = remaining,
-          reset = math.ceil(math.max(horizon - now, 0) / 1000), retry = retry}
-end
-
 local tested = {}
 local binding = nil
 local refused = false
@@ -45,7 +28,6 @@ if refused then
   return {2, binding.limit, binding.remaining, binding.reset, retry}
 end
 for i = 1, #KEYS do
-  local t = tested[i]
-  redis.call('SET', KEYS[i], string.format('%.0f', t.new_tat), 'PX', math.max(math.ceil((t.new_tat - now) / 1000), 1))
+  commit(KEYS[i], tested[i])
 end
 return {0, binding.limit, binding.remaining, binding.reset, 0}

@@ -13,13 +13,13 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
-const CHECK: &str = include_str!("check.lua");
+const CHECK: &str = concat!(include_str!("gcra.lua"), include_str!("check.lua"));
 /// A metered request with its events, dedup and meter cap: [`Limiter::check_batch`].
-const BATCH: &str = include_str!("batch.lua");
+const BATCH: &str = concat!(include_str!("gcra.lua"), include_str!("batch.lua"));
 /// Gives back what a batch spent: [`Limiter::refund`].
 const REFUND: &str = include_str!("refund.lua");
 /// Independent buckets: [`Limiter::check_buckets`].
-const BUCKETS: &str = include_str!("buckets.lua");
+const BUCKETS: &str = concat!(include_str!("gcra.lua"), include_str!("buckets.lua"));
 
 /// Rate limits and quotas in Redis (ElastiCache in AWS).
 pub struct RedisLimiter {

@@ -68,7 +68,7 @@ fn unavailable(err: redis::RedisError) -> LimiterError {
     LimiterError(err.into())
 }
 
-/// The decision in the first five numbers of a script's reply (check.lua and batch.lua).
+/// The decision in the first seven numbers of a script's reply (check.lua and batch.lua).
 fn decision(reply: &[i64], with_quota: bool) -> Result<Decision, LimiterError> {
     let [code, limit, remaining, reset, retry, q_limit, q_used, ..] = reply[..] else {
         return Err(LimiterError(anyhow::anyhow!(
@@ -126,32 +126,7 @@ impl Limiter for RedisLimiter {
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
-        let [code, limit, remaining, reset, retry, q_limit, q_used] = reply[..] else {
-            return Err(LimiterError(anyhow::anyhow!(
-                "unexpected script reply {reply:?}"
-            )));
-        };
-        let rate = RateState {
-            limit: limit as u32,
-            remaining: remaining as u32,
-            reset_ms: reset as u64,
-        };
-        let quota = QuotaState {
-            limit: q_limit as u64,
-            used: q_used as u64,
-        };
-        Ok(match code {
-            0 => Decision::Allowed {
-                rate,
-                quota: (!request.quotas.is_empty()).then_some(quota),
-            },
-            1 => Decision::Revoked,
-            2 => Decision::RateLimited {
-                rate,
-                retry_after_ms: retry as u64,
-            },
-            _ => Decision::QuotaExceeded { rate, quota },
-        })
+        decision(&reply, !request.quotas.is_empty())
     }
 
     async fn check_buckets(

@@ -40,6 +40,23 @@ impl LocalLimiter {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The state; a panic elsewhere while it was held leaves nothing half-written that matters.
+    fn locked(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state for one more check, swept of what expired every `SWEEP_EVERY` checks.
+    fn checking(&self, now: i64) -> std::sync::MutexGuard<'_, State> {
+        let mut state = self.locked();
+        state.checks += 1;
+        if state.checks.is_multiple_of(SWEEP_EVERY) {
+            state.sweep(now);
+        }
+        state
+    }
 }
 
 impl State {
@@ -112,14 +129,7 @@ impl Limiter for LocalLimiter {
 
     async fn check(&self, request: &LimitRequest) -> Result<Decision, LimiterError> {
         let now = request.now_ms;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.checks += 1;
-        if state.checks.is_multiple_of(SWEEP_EVERY) {
-            state.sweep(now);
-        }
+        let mut state = self.checking(now);
         let mark = format!("{}:{}", request.org_id, request.key_id);
         if state
             .revoked
@@ -188,14 +198,7 @@ impl Limiter for LocalLimiter {
     }
 
     async fn check_buckets(&self, buckets: &[Bucket], now: i64) -> Result<Decision, LimiterError> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.checks += 1;
-        if state.checks.is_multiple_of(SWEEP_EVERY) {
-            state.sweep(now);
-        }
+        let mut state = self.checking(now);
         let tested: Vec<(String, Tested)> = buckets
             .iter()
             .map(|bucket| {
@@ -254,10 +257,7 @@ impl Limiter for LocalLimiter {
         now: i64,
         ttl_ms: u64,
     ) -> Result<(), LimiterError> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.locked();
         let expires = now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX));
         state.revoked.insert(format!("{org_id}:{key_id}"), expires);
         Ok(())
@@ -270,14 +270,7 @@ impl Limiter for LocalLimiter {
     async fn check_batch(&self, request: &BatchRequest) -> Result<BatchDecision, LimiterError> {
         let limits = &request.limits;
         let now = limits.now_ms;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.checks += 1;
-        if state.checks.is_multiple_of(SWEEP_EVERY) {
-            state.sweep(now);
-        }
+        let mut state = self.checking(now);
         let (org, key) = match state.rates(limits) {
             Ok(allowed) => allowed,
             Err(decision) => {
@@ -375,10 +368,7 @@ impl Limiter for LocalLimiter {
 
     async fn refund(&self, refund: &Refund<'_>) -> Result<(), LimiterError> {
         let limits = &refund.request.limits;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.locked();
         for (quota, amount) in limits.quotas.iter().zip(refund.quota_amounts()) {
             let counter = format!("{}:{}", limits.org_id, quota.period_key);
             if let Some((used, _)) = state.quotas.get_mut(&counter) {
